@@ -1,0 +1,66 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Debian's DPDK 22.11. SwiftPM cannot parse libdpdk.pc (its Description spans
+// lines), so the flags are spelled out here. rte_config.h is included by the
+// shim header itself; -march=corei7 because DPDK's inline headers use SSE4.2.
+let dpdkCFlags = ["-I/usr/include/dpdk", "-I/usr/include/x86_64-linux-gnu/dpdk", "-march=corei7"]
+let dpdkSwiftFlags = dpdkCFlags.flatMap { ["-Xcc", $0] }
+let dpdkLibs = ["rte_eal", "rte_ethdev", "rte_mbuf", "rte_mempool", "rte_ring",
+                "rte_lpm", "rte_fib", "rte_rib", "rte_hash", "rte_net", "rte_kvargs",
+                "rte_telemetry", "numa"]
+
+let package = Package(
+    name: "Keel",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "keel-bench", targets: ["keel-bench"]),
+        .library(name: "KeelTables", targets: ["KeelTables"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // Header-only: prefetch hints, which Swift has no spelling for.
+        .target(name: "CKeelIntrinsics"),
+        // Lookup tables: LPM (IPv4, IPv6), Maglev. Pure Swift, no DPDK.
+        .target(
+            name: "KeelTables",
+            dependencies: ["CKeelIntrinsics"]
+        ),
+        // The C shim over DPDK: only what Swift cannot import.
+        .target(
+            name: "CDPDK",
+            cSettings: [.unsafeFlags(dpdkCFlags)],
+            linkerSettings: dpdkLibs.map { .linkedLibrary($0) }
+        ),
+        // Swift wrappers over DPDK (EAL, rte_fib, rte_fib6, rte_lpm); every call into C goes through here.
+        .target(
+            name: "KeelDPDK",
+            dependencies: ["CDPDK"],
+            swiftSettings: [.unsafeFlags(dpdkSwiftFlags)]
+        ),
+        // Test and benchmark inputs: the full routing table, address streams, a seeded RNG.
+        .target(
+            name: "KeelTestData",
+            dependencies: ["KeelTables"]
+        ),
+        .executableTarget(
+            name: "keel-bench",
+            dependencies: [
+                "KeelTables", "KeelDPDK", "KeelTestData",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: [.unsafeFlags(dpdkSwiftFlags)]
+        ),
+        .testTarget(
+            name: "KeelTablesTests",
+            dependencies: ["KeelTables", "KeelTestData"]
+        ),
+        .testTarget(
+            name: "KeelDPDKTests",
+            dependencies: ["KeelTables", "KeelDPDK", "KeelTestData"],
+            swiftSettings: [.unsafeFlags(dpdkSwiftFlags)]
+        ),
+    ]
+)

@@ -1,0 +1,3 @@
+#include "keel_dpdk.h"
+
+int keel_rte_errno(void) { return rte_errno; }

@@ -1,0 +1,137 @@
+/// Maglev consistent hashing (Eisenbud et al., NSDI 2016, section 3.4), with weights.
+///
+/// The lookup table is a pure function of (backend ids, weights, table size M):
+/// no per-process seed, no dictionary order, no floating point. Every process
+/// and every appliance with the same configuration builds identical bytes, so
+/// a flow keeps its backend when ECMP moves it to another appliance.
+///
+/// Hashes (fixed, documented in docs/table-format.md):
+///     offset(id) = mix64(id ^ 0x6B65_656C_6F66_6673) mod M
+///     skip(id)   = mix64(id ^ 0x6B65_656C_736B_6970) mod (M - 1) + 1
+/// where mix64 is the MurmurHash3 64-bit finaliser. Swift's `Hasher` is seeded
+/// per process and must never be used for anything that lands in a table.
+public enum Maglev {
+    public static let defaultTableSize = 65537
+    /// Entries of a table with no usable backend.
+    public static let noBackend: UInt16 = .max
+    /// Backend indices are UInt16, one value kept for `noBackend`.
+    public static let maxBackends = Int(UInt16.max)
+    public static let maxWeight: UInt32 = 1 << 16
+
+    public struct Backend: Hashable, Sendable {
+        /// Stable id from the store; the permutation depends on it alone.
+        public var id: UInt64
+        /// Relative weight; 0 takes the backend out of the table.
+        public var weight: UInt32
+        public init(id: UInt64, weight: UInt32 = 1) {
+            self.id = id
+            self.weight = weight
+        }
+    }
+
+    @inlinable
+    public static func mix64(_ x: UInt64) -> UInt64 {
+        var k = x
+        k ^= k >> 33
+        k &*= 0xff51_afd7_ed55_8ccd
+        k ^= k >> 33
+        k &*= 0xc4ce_b9fe_1a85_ec53
+        k ^= k >> 33
+        return k
+    }
+
+    /// Where backend `id`'s permutation starts and how far it steps, for size `m`.
+    public static func permutationParameters(id: UInt64, tableSize m: Int) -> (offset: Int, skip: Int) {
+        let offset = Int(mix64(id ^ 0x6B65_656C_6F66_6673) % UInt64(m))
+        let skip = Int(mix64(id ^ 0x6B65_656C_736B_6970) % UInt64(m - 1)) + 1
+        return (offset, skip)
+    }
+
+    public static func isPrime(_ n: Int) -> Bool {
+        if n < 2 { return false }
+        if n % 2 == 0 { return n == 2 }
+        var d = 3
+        while d * d <= n {
+            if n % d == 0 { return false }
+            d += 2
+        }
+        return true
+    }
+
+    public static func validate(_ backends: [Backend], tableSize m: Int) throws {
+        guard isPrime(m) else { throw TableError.invalidMaglev("table size \(m) is not prime") }
+        guard m <= 1 << 24 else { throw TableError.invalidMaglev("table size \(m) is above 16777216") }
+        guard backends.count <= maxBackends else {
+            throw TableError.invalidMaglev("\(backends.count) backends, at most \(maxBackends)")
+        }
+        guard backends.count < m else {
+            throw TableError.invalidMaglev("\(backends.count) backends need a table larger than \(m)")
+        }
+        var seen = Set<UInt64>()
+        for b in backends {
+            guard b.weight <= maxWeight else {
+                throw TableError.invalidMaglev("backend \(b.id) weight \(b.weight) is above \(maxWeight)")
+            }
+            guard seen.insert(b.id).inserted else { throw TableError.invalidMaglev("backend id \(b.id) appears twice") }
+        }
+    }
+
+    /// Fills `table` (M entries) with indices into `backends`.
+    ///
+    /// Each round every backend adds its weight to a credit; a backend whose
+    /// credit reaches the largest weight spends it on its next preferred free
+    /// entry. With equal weights every backend takes one entry per round: the
+    /// paper's algorithm exactly. Entries per backend stay proportional to weight.
+    public static func populate(_ backends: [Backend], into table: UnsafeMutableBufferPointer<UInt16>) throws {
+        let m = table.count
+        try validate(backends, tableSize: m)
+        table.update(repeating: noBackend)
+        // Sorted by id: the table depends on the set of backends, not on their order.
+        let live = backends.indices.filter { backends[$0].weight > 0 }.sorted { backends[$0].id < backends[$1].id }
+        guard !live.isEmpty else { return }
+        let n = live.count
+        let maxW = live.map { backends[$0].weight }.max()!
+        // Per live backend: next candidate position, skip, weight, credit.
+        let pos = UnsafeMutablePointer<Int>.allocate(capacity: n)
+        let skip = UnsafeMutablePointer<Int>.allocate(capacity: n)
+        let weight = UnsafeMutablePointer<UInt32>.allocate(capacity: n)
+        let credit = UnsafeMutablePointer<UInt32>.allocate(capacity: n)
+        defer { pos.deallocate(); skip.deallocate(); weight.deallocate(); credit.deallocate() }
+        for (k, i) in live.enumerated() {
+            let p = permutationParameters(id: backends[i].id, tableSize: m)
+            pos[k] = p.offset
+            skip[k] = p.skip
+            weight[k] = backends[i].weight
+            credit[k] = 0
+        }
+        let t = table.baseAddress!
+        var filled = 0
+        while true {
+            for k in 0..<n {
+                credit[k] &+= weight[k]
+                if credit[k] < maxW { continue }
+                credit[k] &-= maxW
+                var c = pos[k]
+                let s = skip[k]
+                while t[c] != noBackend {
+                    c &+= s
+                    if c >= m { c &-= m }
+                }
+                t[c] = UInt16(truncatingIfNeeded: live[k])
+                c &+= s
+                if c >= m { c &-= m }
+                pos[k] = c
+                filled &+= 1
+                if filled == m { return }
+            }
+        }
+    }
+
+    /// Convenience: a new table of `tableSize` entries.
+    public static func table(_ backends: [Backend], tableSize: Int = defaultTableSize) throws -> [UInt16] {
+        guard tableSize > 0 else { throw TableError.invalidMaglev("table size \(tableSize) is not prime") }
+        var t = [UInt16](repeating: noBackend, count: tableSize)
+        try t.withUnsafeMutableBufferPointer { try populate(backends, into: $0) }
+        return t
+    }
+}
