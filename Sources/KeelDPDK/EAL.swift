@@ -18,16 +18,19 @@ public struct DPDKError: Error, CustomStringConvertible {
 public enum EAL {
     nonisolated(unsafe) private static var initialized = false
     nonisolated(unsafe) private static var hugePages = false
+    nonisolated(unsafe) private static var failure: DPDKError?
     private static let lock = NSLock()
 
     /// Arguments for tests and benchmarks on a machine without NICs.
     public static func labArguments(hugePages: Bool, memoryMB: Int = 2048) -> [String] {
-        var args = ["keel", "--no-pci", "--in-memory", "-l", "0", "--log-level", "lib.eal:error",
+        var args = ["keel", "--no-pci", "-l", "0", "--log-level", "lib.eal:error", "--no-telemetry",
                     "--file-prefix", "keel\(getpid())"]
         if hugePages {
-            args += ["--socket-mem", "\(memoryMB)"]
+            args += ["--in-memory", "--socket-mem", "\(memoryMB)"]
         } else {
-            args += ["--no-huge", "-m", "\(memoryMB)"]
+            // --in-memory implies legacy memory, which --no-huge refuses; --no-shconf
+            // keeps the run from leaving files under /var/run/dpdk.
+            args += ["--no-huge", "--no-shconf", "-m", "\(memoryMB)"]
         }
         return args
     }
@@ -37,10 +40,16 @@ public enum EAL {
         lock.lock()
         defer { lock.unlock() }
         if initialized { return }
+        // A failed rte_eal_init cannot be retried in the same process.
+        if let failure { throw failure }
+        // Never freed: the EAL keeps pointers into argv (and permutes it while parsing).
         var cargs = arguments.map { strdup($0) }
-        defer { cargs.forEach { free($0) } }
         let rc = cargs.withUnsafeMutableBufferPointer { rte_eal_init(Int32($0.count), $0.baseAddress) }
-        guard rc >= 0 else { throw DPDKError("rte_eal_init(\(arguments.joined(separator: " ")))") }
+        guard rc >= 0 else {
+            let e = DPDKError("rte_eal_init(\(arguments.joined(separator: " ")))")
+            failure = e
+            throw e
+        }
         initialized = true
         hugePages = !arguments.contains("--no-huge")
     }

@@ -60,6 +60,12 @@ public final class DPDKFib6 {
 
     deinit { rte_fib6_free(fib) }
 
+    /// tbl8 groups rte_fib6's trie needs for these prefix lengths: it reserves
+    /// ceil((length - 24) / 8) groups per route, whether or not they are shared.
+    public static func reservedGroups(_ lengths: [UInt8]) -> Int {
+        lengths.reduce(0) { $0 + (Int($1) <= 24 ? 0 : (Int($1) - 24 + 7) / 8) } + 1
+    }
+
     /// `address` points at 16 bytes in network byte order.
     public func add(_ address: UnsafePointer<UInt8>, _ length: UInt8, nextHop: UInt32) throws {
         let rc = rte_fib6_add(fib, address, length, UInt64(nextHop))
@@ -116,10 +122,16 @@ public final class DPDKLpm4 {
         return rte_lpm_lookup(lpm, address, &nh) == 0 ? nh : DPDKLpm4.miss
     }
 
-    /// rte_lpm_lookup_bulk is a macro over rte_lpm_lookup_bulk_func; results keep
-    /// the valid flag in bit 31 (RTE_LPM_LOOKUP_SUCCESS).
+    /// rte_lpm_lookup_bulk is a macro over rte_lpm_lookup_bulk_func, which keeps a
+    /// variable-length array of `n` on the stack: call it 64 at a time. Results
+    /// carry the valid flag in bit 24 (RTE_LPM_LOOKUP_SUCCESS).
     public func lookupBulk(_ a: UnsafePointer<UInt32>, _ out: UnsafeMutablePointer<UInt32>, count: Int) {
-        _ = rte_lpm_lookup_bulk_func(lpm, a, out, UInt32(count))
+        var i = 0
+        while i < count {
+            let n = min(64, count - i)
+            _ = rte_lpm_lookup_bulk_func(lpm, a + i, out + i, UInt32(n))
+            i += n
+        }
         for i in 0..<count {
             out[i] = out[i] & 0x0100_0000 != 0 ? out[i] & 0x00FF_FFFF : DPDKLpm4.miss
         }

@@ -53,7 +53,7 @@ public struct FullTable: Sendable {
         t.v4.reserveCapacity(910_000)
         t.v6.reserveCapacity(170_000)
         for line in text.split(separator: UInt8(ascii: "\n")) {
-            let s = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespaces)
+            let s = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             if s.isEmpty || s.hasPrefix("#") { continue }
             if s.contains(":") {
                 t.v6.append((try IPv6Prefix(s), UInt32(t.v6.count)))
