@@ -21,7 +21,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
-        // Header-only: prefetch hints, which Swift has no spelling for.
+        // Header-only C helpers Swift has no spelling for (prefetch hints, mallinfo2).
         .target(name: "CKeelIntrinsics"),
         // Lookup tables: LPM (IPv4, IPv6), Maglev. Pure Swift, no DPDK.
         .target(
@@ -48,7 +48,7 @@ let package = Package(
         .executableTarget(
             name: "keel-bench",
             dependencies: [
-                "KeelTables", "KeelDPDK", "KeelTestData",
+                "KeelTables", "KeelDPDK", "KeelTestData", "CKeelIntrinsics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: [.unsafeFlags(dpdkSwiftFlags)]
@@ -56,6 +56,10 @@ let package = Package(
         .testTarget(
             name: "KeelTablesTests",
             dependencies: ["KeelTables", "KeelTestData"]
+        ),
+        .testTarget(
+            name: "KeelBenchTests",
+            dependencies: ["keel-bench"]
         ),
         .testTarget(
             name: "KeelDPDKTests",

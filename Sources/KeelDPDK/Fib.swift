@@ -117,6 +117,16 @@ public final class DPDKLpm4 {
         guard rc == 0 else { throw DPDKError("rte_lpm_delete", errno: -rc) }
     }
 
+    /// Results as rte_lpm gives them, flag bits included (what an application's loop sees).
+    public func lookupBulkRaw(_ a: UnsafePointer<UInt32>, _ out: UnsafeMutablePointer<UInt32>, count: Int) {
+        var i = 0
+        while i < count {
+            let n = min(64, count - i)
+            _ = rte_lpm_lookup_bulk_func(lpm, a + i, out + i, UInt32(n))
+            i += n
+        }
+    }
+
     public func lookup(_ address: UInt32) -> UInt32 {
         var nh: UInt32 = 0
         return rte_lpm_lookup(lpm, address, &nh) == 0 ? nh : DPDKLpm4.miss
@@ -126,12 +136,7 @@ public final class DPDKLpm4 {
     /// variable-length array of `n` on the stack: call it 64 at a time. Results
     /// carry the valid flag in bit 24 (RTE_LPM_LOOKUP_SUCCESS).
     public func lookupBulk(_ a: UnsafePointer<UInt32>, _ out: UnsafeMutablePointer<UInt32>, count: Int) {
-        var i = 0
-        while i < count {
-            let n = min(64, count - i)
-            _ = rte_lpm_lookup_bulk_func(lpm, a + i, out + i, UInt32(n))
-            i += n
-        }
+        lookupBulkRaw(a, out, count: count)
         for i in 0..<count {
             out[i] = out[i] & 0x0100_0000 != 0 ? out[i] & 0x00FF_FFFF : DPDKLpm4.miss
         }

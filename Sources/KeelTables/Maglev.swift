@@ -91,40 +91,99 @@ public enum Maglev {
         guard !live.isEmpty else { return }
         let n = live.count
         let maxW = live.map { backends[$0].weight }.max()!
-        // Per live backend: next candidate position, skip, weight, credit.
-        let pos = UnsafeMutablePointer<Int>.allocate(capacity: n)
-        let skip = UnsafeMutablePointer<Int>.allocate(capacity: n)
-        let weight = UnsafeMutablePointer<UInt32>.allocate(capacity: n)
-        let credit = UnsafeMutablePointer<UInt32>.allocate(capacity: n)
-        defer { pos.deallocate(); skip.deallocate(); weight.deallocate(); credit.deallocate() }
+        let equalWeights = live.allSatisfy { backends[$0].weight == maxW }
+        // Per live backend, packed so the round-robin walks one small array.
+        let state = UnsafeMutablePointer<FillState>.allocate(capacity: n)
+        // Which entries are taken, one bit each: 8 KiB for M = 65537, so the
+        // probe loop runs in L1 instead of in the 128 KiB table.
+        let words = (m + 63) / 64
+        let taken = UnsafeMutablePointer<UInt64>.allocate(capacity: words)
+        taken.initialize(repeating: 0, count: words)
+        defer { state.deallocate(); taken.deallocate() }
         for (k, i) in live.enumerated() {
             let p = permutationParameters(id: backends[i].id, tableSize: m)
-            pos[k] = p.offset
-            skip[k] = p.skip
-            weight[k] = backends[i].weight
-            credit[k] = 0
+            state[k] = FillState(offset: UInt32(p.offset), pos: UInt32(p.offset), skip: UInt32(p.skip), weight: backends[i].weight,
+                                 credit: 0, index: UInt16(truncatingIfNeeded: i))
         }
         let t = table.baseAddress!
+        let m32 = UInt32(m)
+        // Once few entries are left free, probing a permutation for one takes
+        // about M / free steps; then it is cheaper to ask, for each free entry,
+        // where it sits in the backend's permutation and take the earliest.
+        // Same result: every entry a backend's permutation reaches before its
+        // current position is taken already.
+        let endgame = max(16, Int(Double(m).squareRoot()) / 2) // tuned with keel-bench maglev
         var filled = 0
-        while true {
-            for k in 0..<n {
-                credit[k] &+= weight[k]
-                if credit[k] < maxW { continue }
-                credit[k] &-= maxW
-                var c = pos[k]
-                let s = skip[k]
-                while t[c] != noBackend {
+        var k = 0
+        while m - filled > endgame {
+            if equalWeights || spendCredit(&state[k], maxW) {
+                var c = state[k].pos
+                let s = state[k].skip
+                while taken[Int(c &>> 6)] & (1 &<< UInt64(c & 63)) != 0 {
                     c &+= s
-                    if c >= m { c &-= m }
+                    if c >= m32 { c &-= m32 }
                 }
-                t[c] = UInt16(truncatingIfNeeded: live[k])
+                taken[Int(c &>> 6)] |= 1 &<< UInt64(c & 63)
+                t[Int(c)] = state[k].index
                 c &+= s
-                if c >= m { c &-= m }
-                pos[k] = c
+                if c >= m32 { c &-= m32 }
+                state[k].pos = c
                 filled &+= 1
-                if filled == m { return }
             }
+            k = k &+ 1 == n ? 0 : k &+ 1
         }
+        var free: [UInt32] = []
+        free.reserveCapacity(m - filled)
+        for c in 0..<m32 where taken[Int(c &>> 6)] & (1 &<< UInt64(c & 63)) == 0 { free.append(c) }
+        let m64 = UInt64(m)
+        while !free.isEmpty {
+            if equalWeights || spendCredit(&state[k], maxW) {
+                // Position in k's permutation: j = (c - offset) * skip^-1 mod M.
+                let inverse = UInt64(modularInverse(state[k].skip, m))
+                let offset = UInt64(state[k].offset)
+                var best = 0
+                var bestJ = UInt64.max
+                for (i, c) in free.enumerated() {
+                    var d = UInt64(c) &+ m64 &- offset
+                    if d >= m64 { d &-= m64 }
+                    let j = d &* inverse % m64
+                    if j < bestJ { bestJ = j; best = i }
+                }
+                t[Int(free[best])] = state[k].index
+                free.swapAt(best, free.count - 1)
+                free.removeLast()
+            }
+            k = k &+ 1 == n ? 0 : k &+ 1
+        }
+    }
+
+    @inline(__always)
+    static func spendCredit(_ st: inout FillState, _ maxW: UInt32) -> Bool {
+        st.credit &+= st.weight
+        if st.credit < maxW { return false }
+        st.credit &-= maxW
+        return true
+    }
+
+    /// x^-1 mod m for prime m (Fermat: x^(m-2)).
+    static func modularInverse(_ x: UInt32, _ m: Int) -> UInt32 {
+        var result: UInt64 = 1, base = UInt64(x) % UInt64(m), e = m - 2
+        let mm = UInt64(m)
+        while e > 0 {
+            if e & 1 == 1 { result = result &* base % mm }
+            base = base &* base % mm
+            e >>= 1
+        }
+        return UInt32(result)
+    }
+
+    struct FillState {
+        var offset: UInt32
+        var pos: UInt32
+        var skip: UInt32
+        var weight: UInt32
+        var credit: UInt32
+        var index: UInt16
     }
 
     /// Convenience: a new table of `tableSize` entries.

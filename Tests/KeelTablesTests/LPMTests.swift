@@ -301,3 +301,24 @@ final class IPv6LPMTests: XCTestCase {
         XCTAssertEqual(lpm.tbl8GroupsInUse, 0)
     }
 }
+
+/// Tables in 2 MiB huge pages (what the tables file uses when hugetlbfs is
+/// mounted). CI reserves huge pages in Tests/run.sh, so this runs there.
+final class HugePageRegionTests: XCTestCase {
+    func testTableInHugePages() throws {
+        let size = IPv4LPM.regionSize(tbl8Groups: 64)
+        let region: MemoryRegion
+        do {
+            region = try MemoryRegion(size: size, hugePages: true)
+        } catch {
+            return XCTFail("\(error) — reserve them: echo 512 > /proc/sys/vm/nr_hugepages")
+        }
+        XCTAssertTrue(region.hugePages)
+        XCTAssertEqual(region.size % (2 << 20), 0)
+        let lpm = try IPv4LPM(region: region.base, size: region.size, tbl8Groups: 64)
+        try lpm.insert(IPv4Prefix("198.51.100.0/24"), nextHop: 5)
+        try lpm.insert(IPv4Prefix("198.51.100.128/25"), nextHop: 6)
+        XCTAssertEqual(lpm.view.lookup(IPv4Prefix.parseAddress("198.51.100.1")!), 5)
+        XCTAssertEqual(lpm.view.lookup(IPv4Prefix.parseAddress("198.51.100.200")!), 6)
+    }
+}

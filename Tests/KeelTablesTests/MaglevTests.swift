@@ -1,32 +1,6 @@
 import XCTest
 import KeelTables
-
-/// Maglev straight from the paper's pseudocode (NSDI 2016, section 3.4, Pseudocode 1),
-/// with the same offset/skip inputs: permutation[i][j] = (offset + j * skip) mod M.
-func paperMaglev(_ ids: [UInt64], _ m: Int) -> [Int] {
-    let n = ids.count
-    var permutation = [[Int]](repeating: [], count: n)
-    for i in 0..<n {
-        let (offset, skip) = Maglev.permutationParameters(id: ids[i], tableSize: m)
-        permutation[i] = (0..<m).map { j in (offset + j * skip) % m }
-    }
-    var next = [Int](repeating: 0, count: n)
-    var entry = [Int](repeating: -1, count: m)
-    var filled = 0
-    while true {
-        for i in 0..<n {
-            var c = permutation[i][next[i]]
-            while entry[c] >= 0 {
-                next[i] += 1
-                c = permutation[i][next[i]]
-            }
-            entry[c] = i
-            next[i] += 1
-            filled += 1
-            if filled == m { return entry }
-        }
-    }
-}
+import KeelTestData
 
 final class MaglevTests: XCTestCase {
     func backends(_ n: Int, weight: (Int) -> UInt32 = { _ in 1 }) -> [Maglev.Backend] {
@@ -43,7 +17,7 @@ final class MaglevTests: XCTestCase {
         for (n, m) in [(3, 13), (10, 251), (100, 65537), (1000, 65537)] {
             let b = backends(n)
             let ours = try Maglev.table(b, tableSize: m).map(Int.init)
-            XCTAssertEqual(ours, paperMaglev(b.map(\.id), m), "N=\(n) M=\(m)")
+            XCTAssertEqual(ours, ReferenceMaglev.table(ids: b.map(\.id), tableSize: m), "N=\(n) M=\(m)")
         }
     }
 
@@ -79,24 +53,13 @@ final class MaglevTests: XCTestCase {
         XCTAssertEqual(try Maglev.table([], tableSize: 251), [UInt16](repeating: Maglev.noBackend, count: 251))
     }
 
-    /// Fraction of entries that move when one of N backends is removed; the
-    /// minimum possible is 1/N (only the removed backend's entries).
-    static func disruption(n: Int, m: Int = 65537) throws -> Double {
-        let all = (0..<n).map { Maglev.Backend(id: UInt64(1000 + $0 * 7)) }
-        let before = try Maglev.table(all, tableSize: m).map { all[Int($0)].id }
-        var fewer = all
-        fewer.remove(at: n / 2)
-        let after = try Maglev.table(fewer, tableSize: m).map { fewer[Int($0)].id }
-        return Double(zip(before, after).filter { $0 != $1 }.count) / Double(m)
-    }
-
     /// Bounds: close to 1/N while M/N is large; with M = 65537 and N = 1000
     /// (65 entries a backend) Maglev's fill order moves several times more, as
     /// the paper notes (it recommends M > 100 N), so that case is also checked
     /// at M = 655373.
     func testDisruption() throws {
         for (n, m, bound) in [(10, 65537, 1.1), (100, 65537, 1.8), (1000, 65537, 8.0), (1000, 655373, 5.0)] {
-            let d = try MaglevTests.disruption(n: n, m: m)
+            let d = try MaglevDisruption.measure(n: n, tableSize: m)
             print("maglev disruption N=\(n) M=\(m): \(String(format: "%.4f", d)) of entries moved, \(String(format: "%.2f", d * Double(n))) x the minimum 1/N")
             XCTAssertGreaterThanOrEqual(d, 1.0 / Double(n) - 0.001, "at least the removed backend's share moves")
             XCTAssertLessThanOrEqual(d * Double(n), bound, "N=\(n) M=\(m): \(d)")

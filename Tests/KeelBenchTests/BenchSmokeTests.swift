@@ -1,0 +1,77 @@
+import Foundation
+import XCTest
+
+/// keel-bench is a product: each subcommand must print its table and, with
+/// --json, one JSON object with the documented fields. Small sizes; the
+/// figures themselves come from running it by hand (docs/performance.md).
+final class BenchSmokeTests: XCTestCase {
+    static var binary: URL {
+        URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+            .deletingLastPathComponent().appendingPathComponent("keel-bench")
+    }
+
+    func run(_ args: [String]) throws -> (status: Int32, out: String) {
+        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build keel-bench first (swift build)")
+        let p = Process()
+        p.executableURL = Self.binary
+        p.arguments = args
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    func json(_ s: String) throws -> [String: Any] {
+        try XCTUnwrap(JSONSerialization.jsonObject(with: Data(s.utf8)) as? [String: Any], "not one JSON object: \(s.prefix(300))")
+    }
+
+    func testMaglevTableAndJSON() throws {
+        let text = try run(["maglev", "--repeats", "2", "--backends", "100"])
+        XCTAssertEqual(text.status, 0)
+        XCTAssertTrue(text.out.contains("keel ms"), text.out)
+        let j = try run(["maglev", "--repeats", "2", "--backends", "100", "--json"])
+        XCTAssertEqual(j.status, 0)
+        let obj = try json(j.out)
+        XCTAssertEqual(obj["command"] as? String, "maglev")
+        let builds = try XCTUnwrap(obj["builds"] as? [[String: Any]])
+        XCTAssertEqual(builds.map { $0["table_size"] as? Int }, [65537, 655373])
+        for b in builds {
+            for key in ["keel_ms", "reference_ms", "speedup_vs_reference", "paper_ms", "ratio_to_paper"] {
+                XCTAssertGreaterThan(b[key] as? Double ?? 0, 0, key)
+            }
+        }
+        XCTAssertEqual((obj["disruption"] as? [Any])?.count, 4)
+    }
+
+    func testLPMJSON() throws {
+        let j = try run(["lpm", "--memory", "normal", "--lookups", "200000", "--repeats", "1", "--lpm-subset", "5000", "--json"])
+        XCTAssertEqual(j.status, 0)
+        let obj = try json(j.out)
+        XCTAssertEqual(obj["command"] as? String, "lpm")
+        let run = try XCTUnwrap((obj["runs"] as? [[String: Any]])?.first)
+        XCTAssertEqual(run["memory"] as? String, "normal")
+        let lookups = try XCTUnwrap(run["lookups"] as? [[String: Any]])
+        let families = Set(lookups.compactMap { $0["family"] as? String })
+        XCTAssertEqual(families, ["ipv4", "ipv4-subset", "ipv6"])
+        for row in lookups {
+            XCTAssertGreaterThan(row["mlookups_per_s"] as? Double ?? 0, 0)
+            XCTAssertGreaterThan(row["cycles_per_lookup"] as? Double ?? 0, 0)
+            if (row["implementation"] as? String)?.hasPrefix("keel") == true {
+                XCTAssertGreaterThan(row["speedup_vs_reference"] as? Double ?? 0, 0, "\(row)")
+            }
+        }
+        let builds = try XCTUnwrap(run["builds"] as? [[String: Any]])
+        XCTAssertEqual(Set(builds.compactMap { $0["implementation"] as? String }), ["keel", "rte_fib", "rte_fib6", "rte_lpm"])
+        XCTAssertTrue(builds.allSatisfy { ($0["bytes"] as? Int ?? 0) > 0 && ($0["build_ms"] as? Double ?? 0) > 0 })
+    }
+
+    func testLPMHugePagesTable() throws {
+        // CI reserves huge pages (Tests/run.sh); the table form of the output, huge-page run.
+        let t = try run(["lpm", "--memory", "huge", "--lookups", "200000", "--repeats", "1", "--lpm-subset", "5000"])
+        XCTAssertEqual(t.status, 0, "needs reserved 2 MiB huge pages: run Tests/run.sh as root")
+        XCTAssertTrue(t.out.contains("LPM lookups, huge pages"), t.out)
+        XCTAssertTrue(t.out.contains("rte_fib6_lookup_bulk"), t.out)
+    }
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs everything Keel's tests need on Debian 12, builds in release, and
+# runs every test. Run as root from anywhere: sudo bash Tests/run.sh
+# (.ci/run calls exactly this.)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "Tests/run.sh: run as root (it installs packages and reserves huge pages)" >&2
+    exit 1
+fi
+
+# The Swift toolchain is not a Debian package; these machines carry it in /opt/swift.
+[ -x /opt/swift/usr/bin/swift ] && export PATH="/opt/swift/usr/bin:$PATH"
+if ! command -v swift >/dev/null; then
+    echo "Tests/run.sh: no Swift toolchain on PATH (Swift 6.3 expected, e.g. in /opt/swift/usr/bin)" >&2
+    exit 1
+fi
+
+echo "== packages"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends \
+    libdpdk-dev dpdk libnuma-dev libsqlite3-dev libpcap-dev pkg-config gzip >/dev/null
+
+echo "== huge pages"
+# 2 MiB pages for the huge-page tests and benchmark smoke tests; tests also run without.
+want=1536
+have=$(cat /proc/sys/vm/nr_hugepages)
+if [ "$have" -lt "$want" ]; then echo "$want" > /proc/sys/vm/nr_hugepages; fi
+mkdir -p /dev/hugepages
+mountpoint -q /dev/hugepages || mount -t hugetlbfs nodev /dev/hugepages
+grep -E "HugePages_(Total|Free)" /proc/meminfo
+
+if [ ! -f ../shared/data/full-table-2024.txt.gz ] && [ -z "${KEEL_SHARED_DATA:-}" ]; then
+    echo "Tests/run.sh: ../shared/data/full-table-2024.txt.gz not found beside the repository (or set KEEL_SHARED_DATA)" >&2
+    exit 1
+fi
+
+echo "== build (release)"
+swift build -c release --build-tests
+
+echo "== tests"
+swift test -c release --skip-build
