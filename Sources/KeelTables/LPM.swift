@@ -8,12 +8,21 @@ import CKeelIntrinsics
 public final class IPv4LPM {
     var core: TrieCore
 
-    /// Bytes a region needs for `tbl8Groups` groups of 256 entries.
+    /// Bytes a region needs for `tbl8Groups` group slots of 256 entries.
     public static func regionSize(tbl8Groups: Int) -> Int { LPMLayout.size(groupCapacity: tbl8Groups) }
 
-    /// Formats `region` (zeroing it) as an empty table.
+    /// Groups usable out of `tbl8Groups` slots (7/8: the pool is a hash table).
+    public static func usableGroups(tbl8Groups: Int) -> Int { TrieCore.usable(slots: tbl8Groups) }
+
+    /// Formats `region` (zeroing it) as an empty table with `tbl8Groups` group slots.
     public init(region: UnsafeMutableRawPointer, size: Int, tbl8Groups: Int) throws {
-        core = try TrieCore(region: region, size: size, family: 4, keyBits: 32, groupCapacity: tbl8Groups)
+        core = try TrieCore(region: region, size: size, family: 4, keyBits: 32, groupSlots: tbl8Groups)
+    }
+
+    /// Records every byte this writer changes from now on (offsets from `base`).
+    public func track(_ dirty: DirtyChunks?, base: Int) {
+        core.dirty = dirty
+        core.dirtyBase = base
     }
 
     deinit { core.deallocate() }
@@ -46,7 +55,7 @@ public final class IPv4LPM {
     public var routeCount: Int { core.routeCount }
     public var tbl8GroupsInUse: Int { core.groupsInUse }
     public var tbl8Capacity: Int { core.capacity }
-    public var regionBytes: Int { LPMLayout.size(groupCapacity: core.capacity) }
+    public var regionBytes: Int { LPMLayout.size(groupCapacity: core.slots) }
     /// Writer-side memory outside the region (the depth shadow); routes by length come on top.
     public var writerShadowBytes: Int { core.shadowBytes }
     public var view: IPv4LPMView { IPv4LPMView(unchecked: UnsafeRawPointer(core.region)) }
@@ -57,9 +66,15 @@ public final class IPv6LPM {
     var core: TrieCore
 
     public static func regionSize(tbl8Groups: Int) -> Int { LPMLayout.size(groupCapacity: tbl8Groups) }
+    public static func usableGroups(tbl8Groups: Int) -> Int { TrieCore.usable(slots: tbl8Groups) }
 
     public init(region: UnsafeMutableRawPointer, size: Int, tbl8Groups: Int) throws {
-        core = try TrieCore(region: region, size: size, family: 6, keyBits: 128, groupCapacity: tbl8Groups)
+        core = try TrieCore(region: region, size: size, family: 6, keyBits: 128, groupSlots: tbl8Groups)
+    }
+
+    public func track(_ dirty: DirtyChunks?, base: Int) {
+        core.dirty = dirty
+        core.dirtyBase = base
     }
 
     deinit { core.deallocate() }
@@ -89,7 +104,7 @@ public final class IPv6LPM {
     public var routeCount: Int { core.routeCount }
     public var tbl8GroupsInUse: Int { core.groupsInUse }
     public var tbl8Capacity: Int { core.capacity }
-    public var regionBytes: Int { LPMLayout.size(groupCapacity: core.capacity) }
+    public var regionBytes: Int { LPMLayout.size(groupCapacity: core.slots) }
     public var writerShadowBytes: Int { core.shadowBytes }
     public var view: IPv6LPMView { IPv6LPMView(unchecked: UnsafeRawPointer(core.region)) }
 }

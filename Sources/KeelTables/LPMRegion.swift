@@ -5,10 +5,9 @@
 ///
 ///     offset 0      header (4 KiB, fields below)
 ///     offset 4096   root table: 2^24 entries of UInt32 (64 MiB)
-///     then          tbl8 groups: capacity x 256 entries of UInt32, directly after
+///     then          tbl8 group slots: slots x 256 entries of UInt32, directly after
 ///                   the root, so one index space covers both (group g, entry j is
 ///                   entry 2^24 + g*256 + j)
-///     then          free-group stack: capacity x UInt32
 ///
 /// Entry encoding (UInt32, native byte order):
 ///     0                   no route
@@ -42,11 +41,11 @@ enum LPMLayout {
 
     // Header field offsets.
     static let oMagic = 0, oVersion = 8, oFamily = 12, oKeyBits = 16, oRootBits = 20
-    static let oCapacity = 24, oGroupsInUse = 28, oNextFresh = 32, oFreeCount = 36
-    static let oRouteCount = 40, oRootOffset = 48, oFreeStackOffset = 56, oTotalSize = 64
+    static let oCapacity = 24, oGroupsInUse = 28
+    static let oRouteCount = 40, oRootOffset = 48, oTotalSize = 64
 
-    static func size(groupCapacity: Int) -> Int {
-        headerSize + (rootEntries + groupCapacity * groupEntries) * 4 + groupCapacity * 4
+    static func size(groupCapacity slots: Int) -> Int {
+        headerSize + (rootEntries + slots * groupEntries) * 4
     }
 }
 
