@@ -19,6 +19,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
     ],
     targets: [
         // Header-only C helpers Swift has no spelling for (prefetch hints, mallinfo2).
@@ -26,7 +27,7 @@ let package = Package(
         // Lookup tables: LPM (IPv4, IPv6), Maglev. Pure Swift, no DPDK.
         .target(
             name: "KeelTables",
-            dependencies: ["CKeelIntrinsics"]
+            dependencies: ["CKeelIntrinsics", .product(name: "Atomics", package: "swift-atomics")]
         ),
         // The C shim over DPDK: only what Swift cannot import.
         .target(
