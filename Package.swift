@@ -29,6 +29,13 @@ let package = Package(
             name: "KeelTables",
             dependencies: ["CKeelIntrinsics", .product(name: "Atomics", package: "swift-atomics")]
         ),
+        // The configuration model (Codable), shared by the control plane, keelctl and tests.
+        .target(name: "KeelAPI"),
+        // Configuration -> snapshot content, validated; incremental.
+        .target(
+            name: "KeelCompiler",
+            dependencies: ["KeelAPI", "KeelTables"]
+        ),
         // The C shim over DPDK: only what Swift cannot import.
         .target(
             name: "CDPDK",
