@@ -61,6 +61,16 @@ let package = Package(
             ],
             swiftSettings: [.unsafeFlags(dpdkSwiftFlags)]
         ),
+        // Test helper: epoch-swap writer and readers as processes or threads.
+        .executableTarget(
+            name: "keel-swaptest",
+            dependencies: ["KeelTables", .product(name: "Atomics", package: "swift-atomics")],
+            swiftSettings: [.swiftLanguageMode(.v5)] // a test script in Swift: plain globals and threads
+        ),
+        .testTarget(
+            name: "KeelSnapshotTests",
+            dependencies: ["KeelTables", "KeelAPI", "KeelCompiler", "KeelTestData", "keel-swaptest"]
+        ),
         .testTarget(
             name: "KeelTablesTests",
             dependencies: ["KeelTables", "KeelTestData"]

@@ -30,6 +30,81 @@ public final class Compiler {
         nextID = UInt32(2 * limits.ports)
     }
 
+    // MARK: transactions
+
+    /// What `rollback` restores: the small parts whole, routes key by key.
+    struct Checkpoint {
+        var groupIDs: [NextHopGroupSpec: (id: UInt32, refs: Int)]
+        var freeIDs: [UInt32]
+        var nextID: UInt32
+        var vips: [Int: VIP]
+        var health: [Int: Bool]
+        var stateVIPs: [UInt32: VIPSpec]
+        var stateGroups: [UInt32: NextHopGroupSpec]
+        var statePorts: [PortSpec]
+        var stateNeighbors: [NeighborSpec]
+        var ports: [Port]
+        var portIndex: [String: Int]
+        var subnets: [(port: Int, prefix: Parse.AnyPrefix)]
+        var neighbors: [Neighbor]
+        var routeUndo: [(Parse.AnyPrefix, Route?, UInt32?)] = []
+        var wholeRoutes: ([Parse.AnyPrefix: Route], [IPv4Prefix: UInt32], [IPv6Prefix: UInt32])?
+    }
+    var checkpoint: Checkpoint?
+
+    /// Starts a change that can be taken back (when publishing it fails).
+    /// Cost: the size of the next-hop groups and VIPs, not of the routes.
+    public func begin() {
+        checkpoint = Checkpoint(groupIDs: groupIDs, freeIDs: freeIDs, nextID: nextID, vips: vips, health: health,
+                                stateVIPs: state.vips, stateGroups: state.nextHopGroups, statePorts: state.ports,
+                                stateNeighbors: state.neighbors, ports: ports, portIndex: portIndex, subnets: subnets,
+                                neighbors: neighbors)
+    }
+
+    public func commit() { checkpoint = nil }
+
+    /// Undoes everything since `begin`.
+    public func rollback() {
+        guard let c = checkpoint else { return }
+        checkpoint = nil
+        if let (r, r4, r6) = c.wholeRoutes {
+            routes = r
+            state.routes4 = r4
+            state.routes6 = r6
+        }
+        for (p, route, id) in c.routeUndo.reversed() { putRoute(p, route, id) }
+        groupIDs = c.groupIDs
+        freeIDs = c.freeIDs
+        nextID = c.nextID
+        vips = c.vips
+        health = c.health
+        state.vips = c.stateVIPs
+        state.nextHopGroups = c.stateGroups
+        state.ports = c.statePorts
+        state.neighbors = c.stateNeighbors
+        ports = c.ports
+        portIndex = c.portIndex
+        subnets = c.subnets
+        neighbors = c.neighbors
+    }
+
+    /// Sets (or removes) one route in both the configuration and the content.
+    func putRoute(_ p: Parse.AnyPrefix, _ route: Route?, _ id: UInt32?) {
+        if checkpoint != nil {
+            let oldID: UInt32?
+            switch p {
+            case .v4(let x): oldID = state.routes4[x]
+            case .v6(let x): oldID = state.routes6[x]
+            }
+            checkpoint!.routeUndo.append((p, routes[p], oldID))
+        }
+        routes[p] = route
+        switch p {
+        case .v4(let x): state.routes4[x] = id
+        case .v6(let x): state.routes6[x] = id
+        }
+    }
+
     /// Group ids below 2 x ports are fixed: port i's own addresses use i, its
     /// connected subnets ports + i. Route groups take the lowest free id above.
     func localGroup(_ port: Int) -> UInt32 { UInt32(port) }
@@ -119,6 +194,9 @@ public final class Compiler {
         let changes = state.changes(to: newState)
 
         // Commit.
+        if checkpoint != nil && checkpoint!.wholeRoutes == nil {
+            checkpoint!.wholeRoutes = (routes, state.routes4, state.routes6)
+        }
         state = newState
         ports = newPorts
         portIndex = newIndex
@@ -172,10 +250,10 @@ public final class Compiler {
             changes.append(.nextHopGroup(id: id, spec))
         }
         switch p {
-        case .v4(let x): state.routes4[x] = id; changes.append(.route4(x, nextHopGroup: id))
-        case .v6(let x): state.routes6[x] = id; changes.append(.route6(x, nextHopGroup: id))
+        case .v4(let x): changes.append(.route4(x, nextHopGroup: id))
+        case .v6(let x): changes.append(.route6(x, nextHopGroup: id))
         }
-        routes[p] = r
+        putRoute(p, r, id)
         if let old { changes += release(old) }
         return changes
     }
@@ -188,12 +266,12 @@ public final class Compiler {
         case .failure(let m): throw ConfigError([ConfigIssue("prefix", m.text)])
         }
         guard routes[p] != nil, let old = groupOf(p) else { throw ConfigError([ConfigIssue("prefix", "no route for \(p.text)")]) }
-        routes[p] = nil
         var changes: [SnapshotChange]
         switch p {
-        case .v4(let x): state.routes4[x] = nil; changes = [.route4(x, nextHopGroup: nil)]
-        case .v6(let x): state.routes6[x] = nil; changes = [.route6(x, nextHopGroup: nil)]
+        case .v4(let x): changes = [.route4(x, nextHopGroup: nil)]
+        case .v6(let x): changes = [.route6(x, nextHopGroup: nil)]
         }
+        putRoute(p, nil, nil)
         changes += release(old)
         return changes
     }

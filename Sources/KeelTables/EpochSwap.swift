@@ -104,6 +104,14 @@ public final class SnapshotPublisher {
         }
     }
 
+    /// Replaces the state slots are rebuilt from, and forgets both builders
+    /// (a restarted writer that knows the configuration the file carries).
+    public func replaceState(_ s: SnapshotState) {
+        state = s
+        builders = [nil, nil]
+        pending = [[], []]
+    }
+
     /// Marks a reader line offline (an lcore that is gone; see the stuck report).
     public func markOffline(line i: Int) { file.line(i).store(0, ordering: .releasing) }
 

@@ -253,7 +253,7 @@ public final class SnapshotBuilder {
 
     static func vipHome(address: UInt128, proto: UInt8, port: UInt16, mask: Int) -> Int {
         let h = Maglev.mix64(UInt64(truncatingIfNeeded: address >> 64) ^ Maglev.mix64(UInt64(truncatingIfNeeded: address) ^ UInt64(proto) << 16 ^ UInt64(port)))
-        return Int(h) & mask
+        return Int(truncatingIfNeeded: h) & mask
     }
 
     func home(_ k: VIPKey) -> Int {
