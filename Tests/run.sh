@@ -39,6 +39,8 @@ fi
 
 echo "== build (release)"
 swift build -c release --build-tests
+# The epoch-swap helper again, under the thread sanitizer (EpochSwapProcessTests runs it).
+swift build -c release --sanitize=thread --product keel-swaptest --scratch-path .build-tsan
 
 echo "== tests"
 swift test -c release --skip-build

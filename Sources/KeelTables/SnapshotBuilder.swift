@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Writes one snapshot slot: formats it, applies changes, and seals it with
 /// checksums. One builder per slot; only the writer process has them.
 ///
@@ -26,7 +30,7 @@ public final class SnapshotBuilder {
     public init(formatting slot: UnsafeMutableRawPointer, layout: SnapshotLayout) throws {
         self.slot = slot
         self.layout = layout
-        slot.initializeMemory(as: UInt8.self, repeating: 0, count: layout.length)
+        memset(slot, 0, layout.length)
         let l = layout.limits
         v4 = try IPv4LPM(region: slot + layout.offset(.ipv4), size: layout.lengths[.ipv4]!, tbl8Groups: l.ipv4Groups)
         v6 = try IPv6LPM(region: slot + layout.offset(.ipv6), size: layout.lengths[.ipv6]!, tbl8Groups: l.ipv6Groups)
@@ -70,7 +74,7 @@ public final class SnapshotBuilder {
 
     func zero(_ off: Int, _ n: Int) {
         guard n > 0 else { return }
-        (slot + off).initializeMemory(as: UInt8.self, repeating: 0, count: n)
+        memset(slot + off, 0, n)
         dirty.mark(off, length: n)
     }
 

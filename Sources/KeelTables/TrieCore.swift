@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Records which 64 KiB chunks of a memory area were written, so that
 /// checksums and copies can be limited to what changed.
 public final class DirtyChunks: @unchecked Sendable {
@@ -96,7 +100,7 @@ struct TrieCore {
         self.slots = groupSlots
         self.capacity = TrieCore.usable(slots: groupSlots)
         // Zero the whole region: a zeroed table routes nothing.
-        region.initializeMemory(as: UInt8.self, repeating: 0, count: needed)
+        memset(region, 0, needed)
         region.storeBytes(of: LPMLayout.magic, toByteOffset: LPMLayout.oMagic, as: UInt64.self)
         region.storeBytes(of: LPMLayout.version, toByteOffset: LPMLayout.oVersion, as: UInt32.self)
         region.storeBytes(of: family, toByteOffset: LPMLayout.oFamily, as: UInt32.self)

@@ -5,7 +5,7 @@
 //   keel-swaptest reader  FILE LINE SECONDS [--threads N] [--unregistered]
 //     (--unregistered: read without a reader line, so the writer never waits:
 //      the negative control that shows the torn-read check can fail)
-//   keel-swaptest threads FILE COUNT READERS
+//   keel-swaptest threads FILE COUNT READERS [--unregistered]
 //   keel-swaptest offline FILE LINE
 //
 // Each generation g points routes 10.i.0.0/16 (i < 32) at next-hop group
@@ -64,15 +64,30 @@ func spin(microseconds: Double) {
     while Date() < end {}
 }
 
+/// Runs `body(i)` for i in 0..<n on n threads of their own (Dispatch's pool
+/// has one thread per core, too few for spinning readers plus a writer).
+func onThreads(_ n: Int, _ body: @escaping (Int) -> Void) {
+    let group = DispatchGroup()
+    for i in 0..<n {
+        group.enter()
+        let t = Thread {
+            body(i)
+            group.leave()
+        }
+        t.start()
+    }
+    group.wait()
+}
+
 struct ReaderResult { var turns = 0, switches = 0, refused = 0, error: String? }
 
 /// The negative control: follows `published` without a reader line, so the
 /// writer never waits for it and may rewrite the slot it is reading.
-func runUnregistered(file: TablesFile, until deadline: Date) -> ReaderResult {
+func runUnregistered(file: TablesFile, until deadline: Date, stop: ManagedAtomic<Bool>? = nil) -> ReaderResult {
     let views = [Snapshot(verified: file.slot(0), layout: file.layout), Snapshot(verified: file.slot(1), layout: file.layout)]
     var r = ReaderResult()
     var seen: UInt64 = 0
-    while Date() < deadline {
+    while Date() < deadline && !(stop?.load(ordering: .relaxed) ?? false) {
         let p = file.published.load(ordering: .acquiring)
         if p != seen { seen = p; r.switches += 1 }
         r.turns += 1
@@ -85,7 +100,7 @@ func runUnregistered(file: TablesFile, until deadline: Date) -> ReaderResult {
 }
 
 func runReader(file: TablesFile, line: Int, until deadline: Date, stop: ManagedAtomic<Bool>? = nil, registered: Bool = true) -> ReaderResult {
-    if !registered { return runUnregistered(file: file, until: deadline) }
+    if !registered { return runUnregistered(file: file, until: deadline, stop: stop) }
     let acceptor = SnapshotAcceptor(file: file)
     var reader = LcoreReader(file: file, line: line, source: acceptor.accepted)
     reader.online()
@@ -156,7 +171,7 @@ case "reader":
     let deadline = Date().addingTimeInterval(seconds)
     var results = [ReaderResult](repeating: ReaderResult(), count: threads)
     let lock = NSLock()
-    DispatchQueue.concurrentPerform(iterations: threads) { t in
+    onThreads(threads) { t in
         let r = runReader(file: file, line: line + t, until: deadline, registered: !args.contains("--unregistered"))
         lock.lock(); results[t] = r; lock.unlock()
     }
@@ -171,12 +186,13 @@ case "threads":
     let stop = ManagedAtomic(false)
     var results = [ReaderResult](repeating: ReaderResult(), count: readers)
     let lock = NSLock()
-    DispatchQueue.concurrentPerform(iterations: readers + 1) { t in
+    onThreads(readers + 1) { t in
         if t == readers {
             runWriter(file: file, count: count, graceMs: 5000)
             stop.store(true, ordering: .relaxed)
         } else {
-            let r = runReader(file: file, line: t, until: Date().addingTimeInterval(600), stop: stop)
+            let r = runReader(file: file, line: t, until: Date().addingTimeInterval(600), stop: stop,
+                              registered: !args.contains("--unregistered"))
             lock.lock(); results[t] = r; lock.unlock()
         }
     }
