@@ -56,8 +56,9 @@ let package = Package(
         .executableTarget(
             name: "keel-bench",
             dependencies: [
-                "KeelTables", "KeelDPDK", "KeelTestData", "CKeelIntrinsics",
+                "KeelTables", "KeelDPDK", "KeelTestData", "CKeelIntrinsics", "KeelAPI", "KeelCompiler",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Atomics", package: "swift-atomics"),
             ],
             swiftSettings: [.unsafeFlags(dpdkSwiftFlags)]
         ),

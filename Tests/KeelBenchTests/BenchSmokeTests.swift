@@ -67,6 +67,20 @@ final class BenchSmokeTests: XCTestCase {
         XCTAssertTrue(builds.allSatisfy { ($0["bytes"] as? Int ?? 0) > 0 && ($0["build_ms"] as? Double ?? 0) > 0 })
     }
 
+    func testSwapJSON() throws {
+        let j = try run(["swap", "--routes", "20000", "--changes", "50", "--turns", "1000000", "--json"])
+        XCTAssertEqual(j.status, 0)
+        let obj = try json(j.out)
+        XCTAssertEqual(obj["command"] as? String, "swap")
+        for key in ["first_publish_ms", "full_rebuild_ms", "full_verify_ms", "one_route_publish_us_p50", "one_route_publish_us_p99",
+                    "one_route_verify_us_p99", "reader_turn_ns_unchanged", "reader_turn_ns_changed"] {
+            XCTAssertGreaterThan(obj[key] as? Double ?? 0, 0, key)
+        }
+        XCTAssertGreaterThan(obj["routes"] as? Int ?? 0, 20000)
+        let text = try run(["swap", "--routes", "20000", "--changes", "50", "--turns", "1000000"])
+        XCTAssertTrue(text.out.contains("one-route change published, p99"), text.out)
+    }
+
     func testLPMHugePagesTable() throws {
         // CI reserves huge pages (Tests/run.sh); the table form of the output, huge-page run.
         let t = try run(["lpm", "--memory", "huge", "--lookups", "200000", "--repeats", "1", "--lpm-subset", "5000"])
