@@ -122,11 +122,7 @@ final class CompilerSnapshotTests: XCTestCase {
         XCTAssertGreaterThan(publisher.publishedGeneration, 9_000)
 
         let published = file.published.load(ordering: .acquiring)
-        let region = try MemoryRegion(size: file.layout.length)
-        let fresh = try SnapshotBuilder(formatting: region.base, layout: file.layout)
-        for c in compiler.state.changes() { try fresh.apply(c) }
-        fresh.seal(generation: published >> 1)
-        XCTAssertNil(sameSnapshot(file.slot(Int(published & 1)), region.base, length: file.layout.length))
+        try assertMatchesFreshCompile(file, compiler)
         // The reader side agrees the incremental one is whole.
         XCTAssertNoThrow(try SnapshotVerifier.verify(file.slot(Int(published & 1)), available: file.layout.length))
     }
@@ -167,12 +163,7 @@ final class CompilerSnapshotTests: XCTestCase {
         XCTAssertEqual(acceptor.poll(), .accepted(4))
         XCTAssertTrue(reader.refresh())
         try publisher.publish(try compiler.setVIP(VIP(id: 2, address: "192.0.2.20", tableSize: 251, backends: [Backend(id: 7, address: "10.2.0.70")])))
-        let region = try MemoryRegion(size: file.layout.length)
-        let fresh = try SnapshotBuilder(formatting: region.base, layout: file.layout)
-        for c in compiler.state.changes() { try fresh.apply(c) }
-        fresh.seal(generation: 5)
-        let p = file.published.load(ordering: .acquiring)
-        XCTAssertNil(sameSnapshot(file.slot(Int(p & 1)), region.base, length: file.layout.length))
+        try assertMatchesFreshCompile(file, compiler)
         reader.offline()
     }
 }
@@ -209,13 +200,18 @@ extension CompilerSnapshotTests {
         compiler.begin()
         try publisher.publish(try compiler.deleteRoute(prefix: "100.0.0.128/25"))
         compiler.commit()
-        let region = try MemoryRegion(size: file.layout.length)
-        let fresh = try SnapshotBuilder(formatting: region.base, layout: file.layout)
-        for c in compiler.state.changes() { try fresh.apply(c) }
-        fresh.seal(generation: 7)
-        let p = file.published.load(ordering: .acquiring)
-        XCTAssertNil(sameSnapshot(file.slot(Int(p & 1)), region.base, length: file.layout.length))
+        try assertMatchesFreshCompile(file, compiler)
     }
+}
+
+/// The published slot equals a fresh compile of the compiler's configuration, byte for byte.
+func assertMatchesFreshCompile(_ file: TablesFile, _ compiler: Compiler, line: UInt = #line) throws {
+    let published = file.published.load(ordering: .acquiring)
+    let region = try MemoryRegion(size: file.layout.length)
+    let fresh = try SnapshotBuilder(formatting: region.base, layout: file.layout)
+    for c in compiler.state.changes() { try fresh.apply(c) }
+    fresh.seal(generation: published >> 1)
+    XCTAssertNil(sameSnapshot(file.slot(Int(published & 1)), region.base, length: file.layout.length), line: line)
 }
 
 enum DifferentialRoot {
