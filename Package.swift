@@ -29,6 +29,8 @@ let package = Package(
             name: "KeelTables",
             dependencies: ["CKeelIntrinsics", .product(name: "Atomics", package: "swift-atomics")]
         ),
+        // Packets: header parsing and checks, checksums, the flow hash. No DPDK.
+        .target(name: "KeelPacket"),
         // The configuration model (Codable), shared by the control plane, keelctl and tests.
         .target(name: "KeelAPI"),
         // Configuration -> snapshot content, validated; incremental.
@@ -51,7 +53,7 @@ let package = Package(
         // Test and benchmark inputs: the full routing table, address streams, a seeded RNG.
         .target(
             name: "KeelTestData",
-            dependencies: ["KeelTables"]
+            dependencies: ["KeelTables", "KeelPacket"]
         ),
         .executableTarget(
             name: "keel-bench",
@@ -71,6 +73,10 @@ let package = Package(
         .testTarget(
             name: "KeelSnapshotTests",
             dependencies: ["KeelTables", "KeelAPI", "KeelCompiler", "KeelTestData", "keel-swaptest"]
+        ),
+        .testTarget(
+            name: "KeelPacketTests",
+            dependencies: ["KeelPacket", "KeelTestData"]
         ),
         .testTarget(
             name: "KeelTablesTests",
