@@ -31,6 +31,11 @@ let package = Package(
         ),
         // Packets: header parsing and checks, checksums, the flow hash. No DPDK.
         .target(name: "KeelPacket"),
+        // The per-packet routing decision and rewrite, over a snapshot. No DPDK.
+        .target(
+            name: "KeelForward",
+            dependencies: ["KeelPacket", "KeelTables"]
+        ),
         // The configuration model (Codable), shared by the control plane, keelctl and tests.
         .target(name: "KeelAPI"),
         // Configuration -> snapshot content, validated; incremental.
@@ -76,7 +81,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KeelPacketTests",
-            dependencies: ["KeelPacket", "KeelTestData"]
+            dependencies: ["KeelPacket", "KeelForward", "KeelTables", "KeelAPI", "KeelCompiler", "KeelTestData"]
         ),
         .testTarget(
             name: "KeelTablesTests",

@@ -69,6 +69,11 @@ public struct Snapshot: @unchecked Sendable {
         return (r.load(as: UInt8.self), r.load(fromByteOffset: 1, as: UInt8.self), IPAddress.load(from: r + 8))
     }
 
+    @inlinable @inline(__always)
+    public func copyPortMAC(_ port: Int, to p: UnsafeMutableRawPointer) {
+        p.copyMemory(from: ports + (port &* SnapshotLayout.portSize &+ 4), byteCount: 6)
+    }
+
     public func portMAC(_ port: Int) -> [UInt8] {
         (0..<6).map { ports.load(fromByteOffset: port * SnapshotLayout.portSize + 4 + $0, as: UInt8.self) }
     }

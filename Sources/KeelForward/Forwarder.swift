@@ -1,0 +1,85 @@
+import KeelPacket
+import KeelTables
+
+/// What to do with a frame after `Forwarder.route`.
+public enum Verdict: Equatable, Sendable {
+    /// Rewritten in place; transmit on `port`.
+    case forward(port: UInt16)
+    /// Addressed to the appliance: answer it here (ICMP echo) or hand it to the port's TAP.
+    case local(port: UInt16, echoRequest: Bool)
+    /// The next hop's MAC is unknown: hold the packet, resolve `nextHop` on `port` (ARP/ND).
+    case resolve(port: UInt16)
+    /// Send an ICMP/ICMPv6 error (type, code, and for "too big" the MTU) back to the source.
+    case icmpError(type: UInt8, code: UInt8, mtu: UInt16)
+    case drop(DropReason)
+}
+
+/// The routing decision for one frame, against one snapshot, with the frame
+/// rewritten in place when it is forwarded (TTL/hop limit, checksum, MACs).
+/// Pure: no allocation, no locks, no system calls; the DPDK loop calls it per
+/// packet with mbuf data pointers.
+public struct Forwarder {
+    public init() {}
+
+    /// Routes the frame at `p` (`length` bytes) parsed into `info`. `hash` is its flow hash.
+    @inlinable
+    public func route(_ p: UnsafeMutableRawPointer, length: Int, _ info: PacketInfo, hash: UInt64,
+                      snapshot s: Snapshot, neighbors: borrowing NeighborTable, nextHop: UnsafeMutableRawPointer) -> Verdict {
+        let l3 = Int(info.l3Offset)
+        let group: UInt32
+        let v4 = info.l3 == PacketInfo.ipv4
+        if v4 {
+            group = s.ipv4.lookup(UInt32(bigEndian: p.loadUnaligned(fromByteOffset: l3 + 16, as: UInt32.self)))
+        } else {
+            group = s.ipv6.lookup((p + l3 + 24).assumingMemoryBound(to: UInt8.self))
+        }
+        if group == LPMEntry.noRoute {
+            // ICMP destination unreachable: net (v4 type 3 code 0) / no route (v6 type 1 code 0).
+            return .icmpError(type: v4 ? 3 : 1, code: 0, mtu: 0)
+        }
+        let (kind, count) = s.nextHopGroup(group)
+        switch kind {
+        case NextHopKind.local.rawValue:
+            let m = s.member(group, 0)
+            let echo = v4 ? (info.l4Proto == 1 && p.load(fromByteOffset: Int(info.l4Offset), as: UInt8.self) == 8)
+                          : (info.l4Proto == 58 && p.load(fromByteOffset: Int(info.l4Offset), as: UInt8.self) == 128)
+            return .local(port: m.port, echoRequest: echo && !info.fragment)
+        case NextHopKind.drop.rawValue:
+            return .drop(.blackhole)
+        default:
+            break
+        }
+        // TTL / hop limit: a router must not forward with 1 or less (RFC 1812 5.3.1).
+        let ttl = p.load(fromByteOffset: l3 + (v4 ? 8 : 7), as: UInt8.self)
+        if ttl <= 1 { return .icmpError(type: v4 ? 11 : 3, code: 0, mtu: 0) }
+        let member = s.member(group, count > 1 ? Int(hash % UInt64(count)) : 0)
+        let port = member.port
+        // The neighbor: the gateway, or on-link the destination itself (IPv4 mapped).
+        if member.family != 0 {
+            nextHop.copyMemory(from: member.gateway, byteCount: 16)
+        } else if v4 {
+            nextHop.storeBytes(of: 0, as: UInt64.self)
+            nextHop.storeBytes(of: UInt32(0xFFFF).bigEndian, toByteOffset: 8, as: UInt32.self)
+            (nextHop + 12).copyMemory(from: p + l3 + 16, byteCount: 4)
+        } else {
+            nextHop.copyMemory(from: p + l3 + 24, byteCount: 16)
+        }
+        let mtu = Int(s.portMTU(Int(port)))
+        if Int(info.l3Length) > mtu {
+            // Keel does not fragment: DF set (or IPv6) -> ICMP with the MTU; else drop and count.
+            if !v4 { return .icmpError(type: 2, code: 0, mtu: UInt16(mtu)) }
+            let df = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: l3 + 6, as: UInt16.self)) & 0x4000 != 0
+            return df ? .icmpError(type: 3, code: 4, mtu: UInt16(mtu)) : .drop(.tooBig)
+        }
+        guard let mac = neighbors.lookup(port: port, address: nextHop) else { return .resolve(port: port) }
+        if v4 {
+            decrementTTL(ipv4: p + l3)
+        } else {
+            p.storeBytes(of: ttl &- 1, toByteOffset: l3 + 7, as: UInt8.self)
+        }
+        // Ethernet: destination = neighbor, source = out port.
+        withUnsafeBytes(of: mac) { p.copyMemory(from: $0.baseAddress!, byteCount: 6) }
+        s.copyPortMAC(Int(port), to: p + 6)
+        return .forward(port: port)
+    }
+}
