@@ -69,6 +69,13 @@ let package = Package(
             ],
             swiftSettings: [.unsafeFlags(dpdkSwiftFlags)]
         ),
+        // Test helper: counts allocator calls (interposes malloc); linked only into keel-alloccheck.
+        .target(name: "CMallocCounter"),
+        .executableTarget(
+            name: "keel-alloccheck",
+            dependencies: ["CMallocCounter", "KeelAPI", "KeelCompiler", "KeelForward", "KeelPacket", "KeelTables", "KeelTestData"],
+            swiftSettings: [.swiftLanguageMode(.v5)] // a test script in Swift: plain globals
+        ),
         // Test helper: epoch-swap writer and readers as processes or threads.
         .executableTarget(
             name: "keel-swaptest",
@@ -81,7 +88,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KeelPacketTests",
-            dependencies: ["KeelPacket", "KeelForward", "KeelTables", "KeelAPI", "KeelCompiler", "KeelTestData"]
+            dependencies: ["KeelPacket", "KeelForward", "KeelTables", "KeelAPI", "KeelCompiler", "KeelTestData", "keel-alloccheck"]
         ),
         .testTarget(
             name: "KeelTablesTests",

@@ -1,0 +1,99 @@
+// Runs the per-packet path over many bursts and reports how many times it
+// called the allocator (it must be 0). Not shipped; AllocationTests runs it.
+//
+//   keel-alloccheck [--control]   (--control allocates in the loop: must report > 0)
+import CMallocCounter
+import Foundation
+import KeelAPI
+import KeelCompiler
+import KeelForward
+import KeelPacket
+import KeelTables
+import KeelTestData
+
+let control = CommandLine.arguments.contains("--control")
+let limits = SnapshotLimits.small
+let compiler = Compiler(limits: limits)
+let config = Configuration(
+    ports: [Port(name: "p0", mac: "02:00:00:00:01:00", addresses: ["10.1.0.1/24", "2001:db8:1::1/64"]),
+            Port(name: "p1", mac: "02:00:00:00:02:00", addresses: ["10.2.0.1/24", "2001:db8:2::1/64"])],
+    routes: [Route(prefix: "0.0.0.0/0", nextHops: [NextHop(gateway: "10.2.0.254")]),
+             Route(prefix: "198.51.100.0/24", nextHops: [NextHop(gateway: "10.2.0.2"), NextHop(gateway: "10.2.0.3")]),
+             Route(prefix: "2001:db8:ff::/48", nextHops: [NextHop(gateway: "2001:db8:2::2")])])
+let path = "/dev/shm/keel-alloccheck-\(getpid())"
+unlink(path)
+defer { unlink(path) }
+let file = try TablesFile.create(path: path, limits: limits, readers: 2)
+let publisher = SnapshotPublisher(file: file)
+try publisher.publish(try compiler.replace(with: config))
+let acceptor = SnapshotAcceptor(file: file)
+_ = acceptor.poll()
+var reader = LcoreReader(file: file, line: 0, source: acceptor.accepted)
+reader.online()
+var neighbors = NeighborTable(capacity: 64)
+for (a, m) in [("10.2.0.254", 0xfe), ("10.2.0.2", 2), ("10.2.0.3", 3), ("2001:db8:2::2", 0x22)] {
+    neighbors.set(port: 1, address: IPAddress(a)!, mac: [0x0e, 0, 0, 0, 0, UInt8(m)])
+}
+
+// A burst of 32 frames of several kinds, copied into one buffer (as mbufs would hold them).
+let kinds: [[UInt8]] = [
+    PacketBuilder.ipv4(src: "10.1.0.2", dst: "203.0.113.5", proto: 6),
+    PacketBuilder.ipv4(src: "10.1.0.2", dst: "198.51.100.9", proto: 17),
+    PacketBuilder.ipv6(src: "2001:db8:1::2", dst: "2001:db8:ff::9", proto: 6),
+    PacketBuilder.ipv4(src: "10.1.0.2", dst: "10.1.0.1", proto: 1),
+    PacketBuilder.ipv4(src: "127.0.0.1", dst: "10.2.0.9"),
+    PacketBuilder.ipv4(src: "10.1.0.2", dst: "203.0.113.5", ttl: 1),
+]
+let stride = 2048, burst = 32
+let pristine = UnsafeMutableRawPointer.allocate(byteCount: stride * burst, alignment: 64)
+let frames = UnsafeMutableRawPointer.allocate(byteCount: stride * burst, alignment: 64)
+let lengths = UnsafeMutablePointer<Int>.allocate(capacity: burst)
+for i in 0..<burst {
+    let k = kinds[i % kinds.count]
+    k.withUnsafeBytes { (pristine + i * stride).copyMemory(from: $0.baseAddress!, byteCount: k.count) }
+    lengths[i] = k.count
+}
+let infos = UnsafeMutablePointer<PacketInfo>.allocate(capacity: burst)
+infos.initialize(repeating: PacketInfo(), count: burst)
+let nextHop = UnsafeMutableRawPointer.allocate(byteCount: 16, alignment: 16)
+var forwarded = 0, verdicts = 0
+let forwarder = Forwarder()
+let bursts = 20_000
+
+final class Box { let v: Int; init(_ v: Int) { self.v = v } }
+@inline(never) func use(_ b: Box) -> Int { let c = b; return c.v }
+
+@inline(never)
+func runBursts() {
+    for n in 0..<bursts {
+        _ = reader.refresh()
+        frames.copyMemory(from: pristine, byteCount: stride * burst)
+        let s = reader.snapshot
+        for i in 0..<burst {
+            let p = frames + i * stride
+            if Parser.parse(p, length: lengths[i], into: &infos[i]) != .none { continue }
+            let h = FlowHash.of(p, infos[i])
+            let v = forwarder.route(p, length: lengths[i], infos[i], hash: h, snapshot: s, neighbors: neighbors, nextHop: nextHop)
+            if case .forward = v { forwarded += 1 }
+            verdicts += 1
+        }
+        if control && n % 100 == 0 {
+            // The negative control: a per-burst Array, as a careless loop would make,
+            // and a class instance passed around (retain/release).
+            let scratch = [Int](repeating: n, count: burst)
+            forwarded += scratch[0] & 0
+            let box = Box(n)
+            forwarded += use(box) & 0
+        }
+    }
+}
+
+runBursts() // warm up (lazy runtime metadata)
+keel_malloc_counting(1)
+let before = keel_malloc_count(), rcBefore = keel_refcount_count()
+runBursts()
+let allocations = keel_malloc_count() - before
+let refcounts = keel_refcount_count() - rcBefore
+keel_malloc_counting(0)
+reader.offline()
+print("\(bursts) bursts of \(burst): \(verdicts / 2) verdicts, \(forwarded / 2) forwarded, \(allocations) allocations, \(refcounts) retains/releases")
