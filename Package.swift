@@ -30,7 +30,7 @@ let package = Package(
             dependencies: ["CKeelIntrinsics", .product(name: "Atomics", package: "swift-atomics")]
         ),
         // Packets: header parsing and checks, checksums, the flow hash. No DPDK.
-        .target(name: "KeelPacket"),
+        .target(name: "KeelPacket", dependencies: ["KeelTables"]),
         // The per-packet routing decision and rewrite, over a snapshot. No DPDK.
         .target(
             name: "KeelForward",

@@ -1,23 +1,18 @@
+import KeelTables
+
 /// The flow hash: which worker a packet goes to, which ECMP member, which
 /// Maglev entry. A fixed function (no per-process seed), so every process and
 /// every appliance of a fleet hashes a flow the same way.
 ///
 ///     h = mix(src) ^ rotl(mix(dst), 17) ^ mix(proto << 32 | sport << 16 | dport)
 ///
-/// with mix = MurmurHash3's 64-bit finaliser over each 64-bit half. Fields
+/// with mix = MurmurHash3's 64-bit finaliser (`Maglev.mix64`, one definition
+/// for every hash that must agree across a fleet) over each 64-bit half. Fields
 /// not hashed (ports for 3-tuple, fragments; everything but the source for
 /// source hashing) are zero.
 public enum FlowHash {
     @inlinable @inline(__always)
-    public static func mix(_ x: UInt64) -> UInt64 {
-        var k = x
-        k ^= k >> 33
-        k &*= 0xff51_afd7_ed55_8ccd
-        k ^= k >> 33
-        k &*= 0xc4ce_b9fe_1a85_ec53
-        k ^= k >> 33
-        return k
-    }
+    public static func mix(_ x: UInt64) -> UInt64 { Maglev.mix64(x) }
 
     @inlinable @inline(__always)
     public static func address(_ hi: UInt64, _ lo: UInt64) -> UInt64 { mix(hi ^ mix(lo)) }

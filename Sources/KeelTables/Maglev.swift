@@ -29,7 +29,7 @@ public enum Maglev {
         }
     }
 
-    @inlinable
+    @inlinable @inline(__always)
     public static func mix64(_ x: UInt64) -> UInt64 {
         var k = x
         k ^= k >> 33
