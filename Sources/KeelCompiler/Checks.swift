@@ -2,6 +2,30 @@ import KeelAPI
 import KeelTables
 
 extension Compiler {
+    /// The port whose own address is the host prefix `p` (cached per port list:
+    /// checked for every route).
+    func localAddressOwner(_ p: Parse.AnyPrefix) -> String? {
+        if localCache == nil || localCache!.ports != ports {
+            var map: [Parse.AnyPrefix: String] = [:]
+            for port in ports {
+                for text in port.addresses {
+                    if let (a, _) = Parse.interface(text) { map[Parse.subnet(a, a.family == 4 ? 32 : 128)] = port.name }
+                }
+            }
+            localCache = (ports, map)
+        }
+        return localCache!.map[p]
+    }
+
+    /// Gateway text to address; a full table names a few gateways a million times.
+    func parseGateway(_ g: String) -> IPAddress? {
+        if let a = gatewayCache[g] { return a }
+        guard let a = IPAddress(g) else { return nil }
+        if gatewayCache.count > 65536 { gatewayCache.removeAll() }
+        gatewayCache[g] = a
+        return a
+    }
+
     /// Ports: names, MACs, MTUs, addresses; returns them parsed.
     func validatePorts(_ list: [Port], _ issues: inout [ConfigIssue])
         -> ([Port], [String: Int], [(port: Int, prefix: Parse.AnyPrefix)], [PortSpec]) {
@@ -64,13 +88,9 @@ extension Compiler {
             issues.append(ConfigIssue("\(path).prefix", "\(p.text) is a port's connected subnet; it is routed already"))
             return nil
         }
-        for port in ports {
-            for text in port.addresses {
-                if let (a, _) = Parse.interface(text), Parse.subnet(a, a.family == 4 ? 32 : 128) == p {
-                    issues.append(ConfigIssue("\(path).prefix", "\(p.text) is the address of port \(port.name)"))
-                    return nil
-                }
-            }
+        if let owner = localAddressOwner(p) {
+            issues.append(ConfigIssue("\(path).prefix", "\(p.text) is the address of port \(owner)"))
+            return nil
         }
         if r.blackhole {
             if !r.nextHops.isEmpty { issues.append(ConfigIssue("\(path).next_hops", "a blackhole route has no next hops")); return nil }
@@ -99,7 +119,7 @@ extension Compiler {
             }
             var gateway: IPAddress?
             if let g = nh.gateway {
-                guard let a = IPAddress(g) else {
+                guard let a = parseGateway(g) else {
                     issues.append(ConfigIssue("\(npath).gateway", "\"\(g)\" is not an address"))
                     ok = false
                     continue

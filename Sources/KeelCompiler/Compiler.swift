@@ -24,6 +24,9 @@ public final class Compiler {
     var groupIDs: [NextHopGroupSpec: (id: UInt32, refs: Int)] = [:]
     var freeIDs: [UInt32] = []
     var nextID: UInt32
+    /// Caches for validation (derived data, never part of the result).
+    var localCache: (ports: [Port], map: [Parse.AnyPrefix: String])?
+    var gatewayCache: [String: IPAddress] = [:]
 
     public init(limits: SnapshotLimits) {
         self.limits = limits
