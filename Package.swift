@@ -15,6 +15,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "keel-bench", targets: ["keel-bench"]),
+        .executable(name: "keel-dataplane", targets: ["keel-dataplane"]),
         .library(name: "KeelTables", targets: ["KeelTables"]),
     ],
     dependencies: [
@@ -69,6 +70,12 @@ let package = Package(
             ],
             swiftSettings: [.unsafeFlags(dpdkSwiftFlags)]
         ),
+        // The data plane (one-lcore mode so far).
+        .executableTarget(
+            name: "keel-dataplane",
+            dependencies: ["KeelDPDK", "KeelForward", "KeelPacket", "KeelTables", "CDPDK"],
+            swiftSettings: [.unsafeFlags(dpdkSwiftFlags), .swiftLanguageMode(.v5)]
+        ),
         // Test helper: counts allocator calls (interposes malloc); linked only into keel-alloccheck.
         .target(name: "CMallocCounter"),
         .executableTarget(
@@ -84,7 +91,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KeelSnapshotTests",
-            dependencies: ["KeelTables", "KeelAPI", "KeelCompiler", "KeelTestData", "keel-swaptest"]
+            dependencies: ["KeelTables", "KeelAPI", "KeelCompiler", "KeelTestData", "KeelPacket", "keel-swaptest", "keel-dataplane"]
         ),
         .testTarget(
             name: "KeelPacketTests",

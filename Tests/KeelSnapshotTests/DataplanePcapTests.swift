@@ -1,0 +1,78 @@
+import Foundation
+import XCTest
+import KeelAPI
+import KeelCompiler
+import KeelPacket
+import KeelTables
+import KeelTestData
+
+/// Frames through the real keel-dataplane process: DPDK net_pcap ports read
+/// an input capture and write what the data plane sends.
+final class DataplanePcapTests: XCTestCase {
+    static func writePcap(_ path: String, _ frames: [[UInt8]]) {
+        var d = Data()
+        func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { d.append(contentsOf: $0) } }
+        func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { d.append(contentsOf: $0) } }
+        u32(0xa1b2c3d4); u16(2); u16(4); u32(0); u32(0); u32(65535); u32(1)
+        for (i, f) in frames.enumerated() {
+            u32(UInt32(i)); u32(0); u32(UInt32(f.count)); u32(UInt32(f.count))
+            d.append(contentsOf: f)
+        }
+        FileManager.default.createFile(atPath: path, contents: d)
+    }
+
+    static func readPcap(_ path: String) -> [[UInt8]] {
+        guard let d = FileManager.default.contents(atPath: path), d.count >= 24 else { return [] }
+        let b = [UInt8](d)
+        func u32(_ o: Int) -> Int { Int(b[o]) | Int(b[o + 1]) << 8 | Int(b[o + 2]) << 16 | Int(b[o + 3]) << 24 }
+        var out: [[UInt8]] = []
+        var o = 24
+        while o + 16 <= b.count {
+            let n = u32(o + 8)
+            out.append(Array(b[(o + 16)..<(o + 16 + n)]))
+            o += 16 + n
+        }
+        return out
+    }
+
+    func testFramesThroughTheDataplane() throws {
+        let dir = NSTemporaryDirectory() + "keel-pcap-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let tmp = TempTables("dp")
+        let file = try TablesFile.create(path: tmp.path, limits: .small, readers: 4)
+        let publisher = SnapshotPublisher(file: file)
+        let compiler = Compiler(limits: .small)
+        var config = ConfigValidationTests.base
+        config.vips = []
+        try publisher.publish(try compiler.replace(with: config))
+
+        let forward = PacketBuilder.ipv4(src: "10.1.0.2", dst: "203.0.113.5", proto: 17, ttl: 64)
+        let echo = PacketBuilder.ipv4(src: "10.1.0.2", dst: "10.1.0.1", proto: 1)
+        let expired = PacketBuilder.ipv4(src: "10.1.0.2", dst: "203.0.113.5", ttl: 1)
+        var badChecksum = forward
+        badChecksum[24] ^= 0xFF
+        Self.writePcap("\(dir)/in0.pcap", [forward, echo, expired, badChecksum])
+        Self.writePcap("\(dir)/in1.pcap", [])
+        let binary = productsDirectory.appendingPathComponent("keel-dataplane")
+        let dp = try Helper(binary, ["--tables", tmp.path, "--seconds", "3", "--",
+                                     "--no-pci", "--no-huge", "-m", "256", "--no-shconf", "-l", "0", "--log-level", "lib.eal:error",
+                                     "--file-prefix", "keeldp\(getpid())",
+                                     "--vdev=net_pcap0,rx_pcap=\(dir)/in0.pcap,tx_pcap=\(dir)/out0.pcap",
+                                     "--vdev=net_pcap1,rx_pcap=\(dir)/in1.pcap,tx_pcap=\(dir)/out1.pcap"])
+        XCTAssertEqual(dp.wait(seconds: 60), 0, dp.output)
+        let out1 = Self.readPcap("\(dir)/out1.pcap"), out0 = Self.readPcap("\(dir)/out0.pcap")
+        XCTAssertEqual(out1.count, 1, dp.output)
+        if let f = out1.first {
+            XCTAssertEqual(Array(f[0..<6]), [2, 0, 0, 0, 0, 0xfe], "to the default gateway's static neighbor MAC")
+            XCTAssertEqual(Array(f[6..<12]), [2, 0, 0, 0, 0, 2], "from port p1")
+            let expected = PacketBuilder.ipv4(src: "10.1.0.2", dst: "203.0.113.5", proto: 17, ttl: 63)
+            XCTAssertEqual(Array(f[12...]), Array(expected[12...]))
+        }
+        XCTAssertEqual(out0.count, 1, dp.output)
+        if let r = out0.first { XCTAssertEqual(r[34], 0, "ICMP echo reply") }
+        XCTAssertTrue(dp.output.contains("\"rx\":4"), dp.output)
+        XCTAssertTrue(dp.output.contains("\"ipv4BadChecksum\":1"), dp.output)
+        XCTAssertTrue(dp.output.contains("\"ttlExpired\":1"), dp.output)
+    }
+}
