@@ -68,3 +68,10 @@ public func mbufLength(_ m: OpaquePointer) -> Int { Int(keel_mbuf_data_len(m)) }
 public func mbufFree(_ m: OpaquePointer) { rte_pktmbuf_free(m) }
 
 public func ealCleanup() { _ = rte_eal_cleanup() }
+
+/// A fresh mbuf from `pool` (nil when the pool is empty: the caller counts it).
+@inlinable @inline(__always)
+public func mbufAlloc(_ pool: Mempool) -> OpaquePointer? { rte_pktmbuf_alloc(pool.pool) }
+
+@inlinable @inline(__always)
+public func mbufSetLength(_ m: OpaquePointer, _ n: Int) { keel_mbuf_set_len(m, UInt16(n)) }

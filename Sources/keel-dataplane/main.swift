@@ -1,7 +1,9 @@
 // keel-dataplane, one-lcore mode (the first cut of issue 4): reads its tables
-// from the tables file, polls every DPDK port, routes with KeelForward, and
-// transmits. Snapshot port i is DPDK port i. Still missing: I/O and worker
-// lcores with rings, ARP/ND hold queue, ICMP errors on the wire, TAPs, stats file.
+// from the tables file, polls every DPDK port, routes with KeelForward, answers
+// ARP/ND and ping for its own addresses, asks for unknown next hops, sends
+// rate-limited ICMP errors, and transmits. Snapshot port i is DPDK port i.
+// Still missing: I/O and worker lcores with rings, a hold queue for packets
+// waiting on a neighbor (they are dropped and counted), TAPs, the stats file.
 //
 //   keel-dataplane --tables FILE [--line N] [--seconds S] -- EAL ARGS...
 import CDPDK
@@ -70,6 +72,26 @@ drops.initialize(repeating: 0, count: 256)
 var rxPackets: UInt64 = 0, txPackets: UInt64 = 0, echoReplies: UInt64 = 0, toKernel: UInt64 = 0, icmpErrors: UInt64 = 0
 var info = PacketInfo()
 let forwarder = Forwarder()
+let learned = UnsafeMutableRawPointer.allocate(byteCount: 32, alignment: 16)
+let scratch = UnsafeMutableRawPointer.allocate(byteCount: 16, alignment: 16)
+func monotonicNs() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+var clock = monotonicNs()
+var icmpBucket = TokenBucket(rate: 1000, burst: 100, now: clock)
+var resolveBucket = TokenBucket(rate: 1000, burst: 100, now: clock)
+var arpReplies: UInt64 = 0, ndReplies: UInt64 = 0, solicitations: UInt64 = 0, icmpSent: UInt64 = 0, noMbuf: UInt64 = 0
+
+/// The first address of `family` on snapshot port `port` (16 bytes, IPv4 mapped) into `out`.
+func portAddress(_ s: Snapshot, _ port: Int, family: UInt8, into out: UnsafeMutableRawPointer) -> Bool {
+    for k in 0..<4 {
+        let a = s.portAddress(port, k)
+        if a.family == family { a.address.store(to: out); return true }
+    }
+    return false
+}
 let deadline = seconds > 0 ? Date().addingTimeInterval(seconds) : Date.distantFuture
 var turns = 0
 
@@ -93,6 +115,7 @@ while !stop {
         if case .refused(let g, let why) = acceptor.poll() { print("refused generation \(g): \(why)") }
         if Date() > deadline { break }
     }
+    if turns & 63 == 0 { clock = monotonicNs() }
     if reader.refresh() { loadStaticNeighbors() }
     let s = reader.snapshot
     for inPort in 0..<portCount {
@@ -101,12 +124,40 @@ while !stop {
         for i in 0..<n {
             let m = rx[i]!
             let p = mbufData(m), len = mbufLength(m)
-            var r = Parser.parse(p, length: len, into: &info)
-            if r == .none && info.l3 == PacketInfo.arp { r = .unknownEtherType } // ARP on the loop: next step
+            let r = Parser.parse(p, length: len, into: &info)
             guard r == .none else {
                 drops[Int(r.rawValue)] &+= 1
                 mbufFree(m)
                 continue
+            }
+            if info.l3 == PacketInfo.arp {
+                let (result, learn) = NeighborDiscovery.arp(p, length: len, info, port: inPort, snapshot: s, learned: learned)
+                if learn {
+                    let mac = (0..<6).map { learned.load(fromByteOffset: $0, as: UInt8.self) }
+                    neighbors.set(port: UInt16(inPort), address: IPAddress(v4: UInt32(bigEndian: learned.loadUnaligned(fromByteOffset: 6, as: UInt32.self))), mac: mac)
+                }
+                if result == .replied { arpReplies &+= 1; enqueue(m, inPort) } else { mbufFree(m) }
+                continue
+            }
+            if info.l3 == PacketInfo.ipv6 && info.l4Proto == 58 && !info.fragment {
+                let t = p.load(fromByteOffset: Int(info.l4Offset), as: UInt8.self)
+                if t == 135 {
+                    let n = NeighborDiscovery.neighborAdvertisement(p, length: len, info, port: inPort, snapshot: s, learnedMAC: learned)
+                    if n > 0 {
+                        mbufSetLength(m, n)
+                        ndReplies &+= 1
+                        enqueue(m, inPort)
+                    } else { mbufFree(m) }
+                    continue
+                }
+                if t == 136 {
+                    if NeighborDiscovery.advertised(p, info, target: scratch, mac: learned) {
+                        let mac = (0..<6).map { learned.load(fromByteOffset: $0, as: UInt8.self) }
+                        neighbors.set(port: UInt16(inPort), address: IPAddress.load(from: scratch), mac: mac)
+                    }
+                    mbufFree(m)
+                    continue
+                }
             }
             let v = forwarder.route(p, length: len, info, hash: FlowHash.of(p, info), snapshot: s, neighbors: neighbors, nextHop: nextHop)
             switch v {
@@ -121,12 +172,35 @@ while !stop {
                     toKernel &+= 1 // the TAP exception path is not built yet
                     mbufFree(m)
                 }
-            case .resolve:
+            case .resolve(let out):
+                // No hold queue yet: drop, count, and ask (rate-limited).
                 drops[Int(DropReason.neighborUnresolved.rawValue)] &+= 1
+                let v4 = nextHop.loadUnaligned(fromByteOffset: 8, as: UInt32.self) == UInt32(0xFFFF).bigEndian
+                    && nextHop.loadUnaligned(as: UInt64.self) == 0
+                if resolveBucket.take(now: clock), portAddress(s, Int(out), family: v4 ? 4 : 6, into: scratch), let q = mbufAlloc(pool) {
+                    let n = v4
+                        ? NeighborDiscovery.arpRequest(port: Int(out), snapshot: s,
+                                                       source: UInt32(bigEndian: scratch.loadUnaligned(fromByteOffset: 12, as: UInt32.self)),
+                                                       target: UInt32(bigEndian: nextHop.loadUnaligned(fromByteOffset: 12, as: UInt32.self)), into: mbufData(q))
+                        : NeighborDiscovery.neighborSolicitation(port: Int(out), snapshot: s, source: scratch, target: nextHop, into: mbufData(q))
+                    mbufSetLength(q, n)
+                    solicitations &+= 1
+                    enqueue(q, Int(out))
+                }
                 mbufFree(m)
-            case .icmpError(let type, _, _):
+            case .icmpError(let type, let code, let mtu):
                 icmpErrors &+= 1
-                drops[Int((type == 11 || (type == 3 && info.l3 == PacketInfo.ipv6)) ? DropReason.ttlExpired.rawValue : (type == 3 && info.l3 == PacketInfo.ipv4) || type == 1 ? DropReason.noRoute.rawValue : DropReason.tooBig.rawValue)] &+= 1
+                let reason: DropReason = (type == 11 || (type == 3 && info.l3 == PacketInfo.ipv6)) ? .ttlExpired
+                    : ((type == 3 && code == 0) || type == 1) ? .noRoute : .tooBig
+                drops[Int(reason.rawValue)] &+= 1
+                // Back out of the port it came in, from that port's address, to the sender's MAC.
+                if ICMP.mayReportError(p, info), icmpBucket.take(now: clock),
+                   portAddress(s, inPort, family: info.l3 == PacketInfo.ipv4 ? 4 : 6, into: scratch), let q = mbufAlloc(pool) {
+                    let n = ICMP.error(p, info, type: type, code: code, mtu: mtu, source: scratch, srcMAC: p, dstMAC: p + 6, into: mbufData(q))
+                    mbufSetLength(q, n)
+                    icmpSent &+= 1
+                    enqueue(q, inPort)
+                }
                 mbufFree(m)
             case .drop(let why):
                 drops[Int(why.rawValue)] &+= 1
@@ -142,5 +216,6 @@ for port in ports { port.close() }
 var dropText: [String: UInt64] = [:]
 for r in DropReason.allCases where drops[Int(r.rawValue)] > 0 { dropText["\(r)"] = drops[Int(r.rawValue)] }
 let summary: [String: Any] = ["rx": rxPackets, "tx": txPackets, "echo_replies": echoReplies, "to_kernel": toKernel,
-                              "icmp_errors_not_sent": icmpErrors, "drops": dropText, "generation": reader.generation]
+                              "icmp_errors": icmpErrors, "icmp_sent": icmpSent, "arp_replies": arpReplies, "nd_replies": ndReplies,
+                              "solicitations": solicitations, "no_mbuf": noMbuf, "drops": dropText, "generation": reader.generation]
 print(String(decoding: try JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys]), as: UTF8.self))

@@ -52,7 +52,10 @@ final class DataplanePcapTests: XCTestCase {
         let expired = PacketBuilder.ipv4(src: "10.1.0.2", dst: "203.0.113.5", ttl: 1)
         var badChecksum = forward
         badChecksum[24] ^= 0xFF
-        Self.writePcap("\(dir)/in0.pcap", [forward, echo, expired, badChecksum])
+        let arpRequest = PacketBuilder.ethernet(type: 0x0806, dst: [0xff, 0xff, 0xff, 0xff, 0xff, 0xff])
+            + [0, 1, 8, 0, 6, 4, 0, 1] + PacketBuilder.macA + [10, 1, 0, 2] + [0, 0, 0, 0, 0, 0] + [10, 1, 0, 1]
+        let toUnknownNeighbor = PacketBuilder.ipv4(src: "10.1.0.2", dst: "10.2.0.77")
+        Self.writePcap("\(dir)/in0.pcap", [forward, echo, expired, badChecksum, arpRequest, toUnknownNeighbor])
         Self.writePcap("\(dir)/in1.pcap", [])
         let binary = productsDirectory.appendingPathComponent("keel-dataplane")
         let dp = try Helper(binary, ["--tables", tmp.path, "--seconds", "3", "--",
@@ -62,16 +65,31 @@ final class DataplanePcapTests: XCTestCase {
                                      "--vdev=net_pcap1,rx_pcap=\(dir)/in1.pcap,tx_pcap=\(dir)/out1.pcap"])
         XCTAssertEqual(dp.wait(seconds: 60), 0, dp.output)
         let out1 = Self.readPcap("\(dir)/out1.pcap"), out0 = Self.readPcap("\(dir)/out0.pcap")
-        XCTAssertEqual(out1.count, 1, dp.output)
-        if let f = out1.first {
+        // Port 1: the routed frame, then the ARP request for the unknown on-link neighbor.
+        XCTAssertEqual(out1.count, 2, dp.output)
+        if out1.count == 2 {
+            let f = out1[0]
             XCTAssertEqual(Array(f[0..<6]), [2, 0, 0, 0, 0, 0xfe], "to the default gateway's static neighbor MAC")
             XCTAssertEqual(Array(f[6..<12]), [2, 0, 0, 0, 0, 2], "from port p1")
             let expected = PacketBuilder.ipv4(src: "10.1.0.2", dst: "203.0.113.5", proto: 17, ttl: 63)
             XCTAssertEqual(Array(f[12...]), Array(expected[12...]))
+            let a = out1[1]
+            XCTAssertEqual(Array(a[12..<14]), [0x08, 0x06])
+            XCTAssertEqual(Array(a[28..<32]), [10, 2, 0, 1], "asked from port p1's address")
+            XCTAssertEqual(Array(a[38..<42]), [10, 2, 0, 77])
         }
-        XCTAssertEqual(out0.count, 1, dp.output)
-        if let r = out0.first { XCTAssertEqual(r[34], 0, "ICMP echo reply") }
-        XCTAssertTrue(dp.output.contains("\"rx\":4"), dp.output)
+        // Port 0: echo reply, time exceeded (from 10.1.0.1), ARP reply.
+        XCTAssertEqual(out0.count, 3, dp.output)
+        if out0.count == 3 {
+            XCTAssertEqual(out0[0][34], 0, "ICMP echo reply")
+            XCTAssertEqual(out0[1][34], 11, "ICMP time exceeded")
+            XCTAssertEqual(Array(out0[1][26..<34]), [10, 1, 0, 1, 10, 1, 0, 2])
+            XCTAssertEqual(Array(out0[1][0..<6]), PacketBuilder.macA, "back to the sender")
+            XCTAssertEqual(Array(out0[2][20..<22]), [0, 2], "ARP reply")
+            XCTAssertEqual(Array(out0[2][22..<28]), [2, 0, 0, 0, 0, 1], "port p0's MAC")
+        }
+        XCTAssertTrue(dp.output.contains("\"rx\":6"), dp.output)
+        XCTAssertTrue(dp.output.contains("\"neighborUnresolved\":1"), dp.output)
         XCTAssertTrue(dp.output.contains("\"ipv4BadChecksum\":1"), dp.output)
         XCTAssertTrue(dp.output.contains("\"ttlExpired\":1"), dp.output)
     }
