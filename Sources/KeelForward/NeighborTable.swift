@@ -52,10 +52,18 @@ public struct NeighborTable: ~Copyable {
     /// Adds or updates; false when full (the caller counts it).
     @discardableResult
     public mutating func set(port: UInt16, address: IPAddress, mac: [UInt8]) -> Bool {
-        var b = [UInt8](repeating: 0, count: 16)
-        b.withUnsafeMutableBytes { address.store(to: $0.baseAddress!) }
-        let hi = b.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
-        let lo = b.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self) }
+        var b = (UInt64(0), UInt64(0))
+        return withUnsafeMutableBytes(of: &b) { a in
+            address.store(to: a.baseAddress!)
+            return mac.withUnsafeBytes { set(port: port, address: UnsafeRawPointer(a.baseAddress!), mac: $0.baseAddress!) }
+        }
+    }
+
+    /// The same from raw bytes (16-byte mapped address, 6-byte MAC): no
+    /// allocation, for learning inside the packet loop.
+    @discardableResult
+    public mutating func set(port: UInt16, address p: UnsafeRawPointer, mac: UnsafeRawPointer) -> Bool {
+        let hi = p.loadUnaligned(as: UInt64.self), lo = p.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
         var i = NeighborTable.slot(port, hi, lo, mask)
         while entries[i].used != 0 && !(entries[i].hi == hi && entries[i].lo == lo && entries[i].port == port) {
             i = (i + 1) & mask
@@ -64,7 +72,9 @@ public struct NeighborTable: ~Copyable {
             guard count < (mask + 1) / 2 else { return false }
             count += 1
         }
-        entries[i] = Entry(used: 1, port: port, mac: (mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]), hi: hi, lo: lo)
+        let m = (mac.load(as: UInt8.self), mac.load(fromByteOffset: 1, as: UInt8.self), mac.load(fromByteOffset: 2, as: UInt8.self),
+                 mac.load(fromByteOffset: 3, as: UInt8.self), mac.load(fromByteOffset: 4, as: UInt8.self), mac.load(fromByteOffset: 5, as: UInt8.self))
+        entries[i] = Entry(used: 1, port: port, mac: m, hi: hi, lo: lo)
         return true
     }
 }

@@ -133,8 +133,11 @@ while !stop {
             if info.l3 == PacketInfo.arp {
                 let (result, learn) = NeighborDiscovery.arp(p, length: len, info, port: inPort, snapshot: s, learned: learned)
                 if learn {
-                    let mac = (0..<6).map { learned.load(fromByteOffset: $0, as: UInt8.self) }
-                    neighbors.set(port: UInt16(inPort), address: IPAddress(v4: UInt32(bigEndian: learned.loadUnaligned(fromByteOffset: 6, as: UInt32.self))), mac: mac)
+                    // learned = MAC (6) then IPv4 (4); the table keys on the mapped address.
+                    scratch.storeBytes(of: UInt64(0), as: UInt64.self)
+                    scratch.storeBytes(of: UInt32(0xFFFF).bigEndian, toByteOffset: 8, as: UInt32.self)
+                    (scratch + 12).copyMemory(from: learned + 6, byteCount: 4)
+                    neighbors.set(port: UInt16(inPort), address: UnsafeRawPointer(scratch), mac: learned)
                 }
                 if result == .replied { arpReplies &+= 1; enqueue(m, inPort) } else { mbufFree(m) }
                 continue
@@ -152,8 +155,7 @@ while !stop {
                 }
                 if t == 136 {
                     if NeighborDiscovery.advertised(p, info, target: scratch, mac: learned) {
-                        let mac = (0..<6).map { learned.load(fromByteOffset: $0, as: UInt8.self) }
-                        neighbors.set(port: UInt16(inPort), address: IPAddress.load(from: scratch), mac: mac)
+                        neighbors.set(port: UInt16(inPort), address: UnsafeRawPointer(scratch), mac: learned)
                     }
                     mbufFree(m)
                     continue
@@ -177,7 +179,8 @@ while !stop {
                 drops[Int(DropReason.neighborUnresolved.rawValue)] &+= 1
                 let v4 = nextHop.loadUnaligned(fromByteOffset: 8, as: UInt32.self) == UInt32(0xFFFF).bigEndian
                     && nextHop.loadUnaligned(as: UInt64.self) == 0
-                if resolveBucket.take(now: clock), portAddress(s, Int(out), family: v4 ? 4 : 6, into: scratch), let q = mbufAlloc(pool) {
+                if resolveBucket.take(now: clock), portAddress(s, Int(out), family: v4 ? 4 : 6, into: scratch) {
+                    guard let q = mbufAlloc(pool) else { noMbuf &+= 1; mbufFree(m); continue }
                     let n = v4
                         ? NeighborDiscovery.arpRequest(port: Int(out), snapshot: s,
                                                        source: UInt32(bigEndian: scratch.loadUnaligned(fromByteOffset: 12, as: UInt32.self)),
@@ -195,7 +198,8 @@ while !stop {
                 drops[Int(reason.rawValue)] &+= 1
                 // Back out of the port it came in, from that port's address, to the sender's MAC.
                 if ICMP.mayReportError(p, info), icmpBucket.take(now: clock),
-                   portAddress(s, inPort, family: info.l3 == PacketInfo.ipv4 ? 4 : 6, into: scratch), let q = mbufAlloc(pool) {
+                   portAddress(s, inPort, family: info.l3 == PacketInfo.ipv4 ? 4 : 6, into: scratch) {
+                    guard let q = mbufAlloc(pool) else { noMbuf &+= 1; mbufFree(m); continue }
                     let n = ICMP.error(p, info, type: type, code: code, mtu: mtu, source: scratch, srcMAC: p, dstMAC: p + 6, into: mbufData(q))
                     mbufSetLength(q, n)
                     icmpSent &+= 1
