@@ -21,6 +21,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         // Header-only C helpers Swift has no spelling for (prefetch hints, mallinfo2).
@@ -35,8 +36,10 @@ let package = Package(
         // The per-packet routing decision and rewrite, over a snapshot. No DPDK.
         .target(
             name: "KeelForward",
-            dependencies: ["KeelPacket", "KeelTables"]
+            dependencies: ["KeelPacket", "KeelTables", .product(name: "Atomics", package: "swift-atomics")]
         ),
+        // The stats file: per-lcore counters, heartbeat, neighbor table region. No DPDK (keel-control reads it).
+        .target(name: "KeelStats", dependencies: [.product(name: "Atomics", package: "swift-atomics")]),
         // The configuration model (Codable), shared by the control plane, keelctl and tests.
         .target(name: "KeelAPI"),
         // Configuration -> snapshot content, validated; incremental.
@@ -70,10 +73,16 @@ let package = Package(
             ],
             swiftSettings: [.unsafeFlags(dpdkSwiftFlags)]
         ),
-        // The data plane (one-lcore mode so far).
+        // The data plane: configuration, ports, rings, lcore loops, slow path, stats.
+        .target(
+            name: "KeelDataPlane",
+            dependencies: ["KeelDPDK", "KeelForward", "KeelPacket", "KeelTables", "KeelStats", "CDPDK",
+                           .product(name: "Yams", package: "Yams"), .product(name: "Atomics", package: "swift-atomics")],
+            swiftSettings: [.unsafeFlags(dpdkSwiftFlags), .swiftLanguageMode(.v5)]
+        ),
         .executableTarget(
             name: "keel-dataplane",
-            dependencies: ["KeelDPDK", "KeelForward", "KeelPacket", "KeelTables", "CDPDK"],
+            dependencies: ["KeelDataPlane", "KeelStats"],
             swiftSettings: [.unsafeFlags(dpdkSwiftFlags), .swiftLanguageMode(.v5)]
         ),
         // Test helper: counts allocator calls (interposes malloc); linked only into keel-alloccheck.

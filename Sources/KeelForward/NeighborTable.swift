@@ -1,52 +1,150 @@
+import Atomics
 import KeelPacket
 import KeelTables
 
-/// Link-layer addresses of next hops, per lcore: fixed capacity, open
-/// addressing, allocated once. Static neighbors come from the snapshot;
-/// learned ones from ARP/ND replies (the data plane's main lcore fills them).
+/// Link-layer addresses of next hops: fixed capacity, open addressing, in
+/// memory given to it (the data plane puts it in the stats file so keelctl can
+/// show it) or its own. One writer (the data plane's main lcore: static
+/// neighbors, ARP/ND learning, expiry) and any number of concurrent readers
+/// (the packet lcores), without locks:
+///
+/// - an entry is 32 bytes: address (16, IPv4 mapped), `used` (4), port (2),
+///   and one 64-bit word holding the MAC and a valid bit;
+/// - the writer fills the key, then sets `used` (release); keys never move or
+///   change once used, so a reader that sees `used` (acquire) sees its key;
+/// - the MAC word is written and read as one atomic 64-bit value, so a reader
+///   sees the old MAC, the new one, or "no MAC" (then it asks the main lcore).
+///
+/// Entries are never deleted (expiry clears the MAC word only), so a probe
+/// chain never breaks; the table holds at most half its capacity in keys.
 public struct NeighborTable: ~Copyable {
-    @usableFromInline struct Entry {
-        @usableFromInline var used: UInt8 = 0
-        @usableFromInline var port: UInt16 = 0
-        @usableFromInline var mac: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0)
-        @usableFromInline var hi: UInt64 = 0
-        @usableFromInline var lo: UInt64 = 0
-        @usableFromInline init(used: UInt8 = 0, port: UInt16 = 0, mac: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0),
-                               hi: UInt64 = 0, lo: UInt64 = 0) {
-            self.used = used; self.port = port; self.mac = mac; self.hi = hi; self.lo = lo
-        }
+    public static let entrySize = 32
+    @usableFromInline let base: UnsafeMutableRawPointer
+    @usableFromInline let mask: Int
+    let owned: Bool
+    /// Keys in use (the writer's count).
+    public private(set) var count = 0
+    public var capacity: Int { mask + 1 }
+
+    /// Its own memory; `capacity` is rounded up to a power of two (keep it at least twice the neighbors).
+    public init(capacity: Int) {
+        let n = NeighborTable.roundUp(capacity)
+        base = .allocate(byteCount: n * NeighborTable.entrySize, alignment: 64)
+        base.initializeMemory(as: UInt8.self, repeating: 0, count: n * NeighborTable.entrySize)
+        mask = n - 1
+        owned = true
     }
 
-    @usableFromInline let entries: UnsafeMutablePointer<Entry>
-    @usableFromInline let mask: Int
-    public private(set) var count = 0
+    /// Over `memory` (capacity × 32 bytes, capacity a power of two), zeroed
+    /// unless `attach` (a reader attaching to a writer's table).
+    public init(memory: UnsafeMutableRawPointer, capacity: Int, attach: Bool = false) {
+        precondition(capacity > 0 && capacity & (capacity - 1) == 0, "neighbor table capacity must be a power of two")
+        base = memory
+        mask = capacity - 1
+        owned = false
+        if !attach { memory.initializeMemory(as: UInt8.self, repeating: 0, count: capacity * NeighborTable.entrySize) }
+        else { for i in 0..<capacity where used(i) { count += 1 } }
+    }
 
-    /// `capacity` is rounded up to a power of two; keep it at least twice the neighbors.
-    public init(capacity: Int) {
+    deinit { if owned { base.deallocate() } }
+
+    public static func roundUp(_ capacity: Int) -> Int {
         var n = 16
         while n < capacity { n <<= 1 }
-        entries = .allocate(capacity: n)
-        entries.initialize(repeating: Entry(), count: n)
-        mask = n - 1
+        return n
     }
 
-    deinit { entries.deallocate() }
+    @inlinable @inline(__always)
+    func entry(_ i: Int) -> UnsafeMutableRawPointer { base + i &* NeighborTable.entrySize }
+
+    @inlinable @inline(__always)
+    func usedWord(_ i: Int) -> UnsafeAtomic<UInt32> {
+        UnsafeAtomic(at: (entry(i) + 16).assumingMemoryBound(to: UInt32.AtomicRepresentation.self))
+    }
+
+    @inlinable @inline(__always)
+    func macWord(_ i: Int) -> UnsafeAtomic<UInt64> {
+        UnsafeAtomic(at: (entry(i) + 24).assumingMemoryBound(to: UInt64.AtomicRepresentation.self))
+    }
+
+    @inlinable @inline(__always)
+    func used(_ i: Int) -> Bool { usedWord(i).load(ordering: .acquiring) != 0 }
 
     @inlinable @inline(__always)
     static func slot(_ port: UInt16, _ hi: UInt64, _ lo: UInt64, _ mask: Int) -> Int {
         Int(truncatingIfNeeded: FlowHash.mix(hi ^ FlowHash.mix(lo ^ UInt64(port)))) & mask
     }
 
-    /// MAC for (port, address as 16 mapped bytes), or nil.
+    /// The entry index for (port, 16 mapped address bytes), or -1.
     @inlinable
-    public func lookup(port: UInt16, address p: UnsafeRawPointer) -> (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)? {
+    public func find(port: UInt16, address p: UnsafeRawPointer) -> Int {
         let hi = p.loadUnaligned(as: UInt64.self), lo = p.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
         var i = NeighborTable.slot(port, hi, lo, mask)
-        while entries[i].used != 0 {
-            if entries[i].hi == hi && entries[i].lo == lo && entries[i].port == port { return entries[i].mac }
+        while used(i) {
+            let e = entry(i)
+            if e.load(as: UInt64.self) == hi && e.load(fromByteOffset: 8, as: UInt64.self) == lo
+                && e.load(fromByteOffset: 20, as: UInt16.self) == port { return i }
             i = (i &+ 1) & mask
         }
-        return nil
+        return -1
+    }
+
+    static let valid: UInt64 = 1 << 63
+
+    /// MAC for (port, address as 16 mapped bytes), or nil when unknown or unresolved.
+    @inlinable
+    public func lookup(port: UInt16, address p: UnsafeRawPointer) -> (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)? {
+        let i = find(port: port, address: p)
+        guard i >= 0 else { return nil }
+        let w = macWord(i).load(ordering: .relaxed)
+        guard w & (1 << 63) != 0 else { return nil }
+        return (UInt8(truncatingIfNeeded: w), UInt8(truncatingIfNeeded: w >> 8), UInt8(truncatingIfNeeded: w >> 16),
+                UInt8(truncatingIfNeeded: w >> 24), UInt8(truncatingIfNeeded: w >> 32), UInt8(truncatingIfNeeded: w >> 40))
+    }
+
+    // MARK: writer (one thread only)
+
+    /// The entry for (port, address), created without a MAC if new; -1 when full.
+    public mutating func entryIndex(port: UInt16, address p: UnsafeRawPointer) -> Int {
+        let hi = p.loadUnaligned(as: UInt64.self), lo = p.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+        var i = NeighborTable.slot(port, hi, lo, mask)
+        while used(i) {
+            let e = entry(i)
+            if e.load(as: UInt64.self) == hi && e.load(fromByteOffset: 8, as: UInt64.self) == lo
+                && e.load(fromByteOffset: 20, as: UInt16.self) == port { return i }
+            i = (i &+ 1) & mask
+        }
+        guard count < (mask + 1) / 2 else { return -1 }
+        let e = entry(i)
+        e.storeBytes(of: hi, as: UInt64.self)
+        e.storeBytes(of: lo, toByteOffset: 8, as: UInt64.self)
+        e.storeBytes(of: port, toByteOffset: 20, as: UInt16.self)
+        macWord(i).store(0, ordering: .relaxed)
+        usedWord(i).store(1, ordering: .releasing)
+        count += 1
+        return i
+    }
+
+    /// Sets entry `i`'s MAC (6 bytes).
+    public func setMAC(_ i: Int, _ mac: UnsafeRawPointer) {
+        var w = NeighborTable.valid
+        for k in 0..<6 { w |= UInt64(mac.load(fromByteOffset: k, as: UInt8.self)) << (8 * k) }
+        macWord(i).store(w, ordering: .releasing)
+    }
+
+    /// Forgets entry `i`'s MAC (expired or failed): readers ask again.
+    public func clearMAC(_ i: Int) { macWord(i).store(0, ordering: .releasing) }
+
+    public func hasMAC(_ i: Int) -> Bool { macWord(i).load(ordering: .relaxed) & NeighborTable.valid != 0 }
+
+    /// Entry `i`: port, 16 address bytes into `address`, MAC bytes into `mac` (6); false when unused.
+    public func read(_ i: Int, address: UnsafeMutableRawPointer, mac: UnsafeMutableRawPointer) -> (used: Bool, port: UInt16, resolved: Bool) {
+        guard used(i) else { return (false, 0, false) }
+        let e = entry(i)
+        address.copyMemory(from: e, byteCount: 16)
+        let w = macWord(i).load(ordering: .acquiring)
+        for k in 0..<6 { mac.storeBytes(of: UInt8(truncatingIfNeeded: w >> (8 * k)), toByteOffset: k, as: UInt8.self) }
+        return (true, e.load(fromByteOffset: 20, as: UInt16.self), w & NeighborTable.valid != 0)
     }
 
     /// Adds or updates; false when full (the caller counts it).
@@ -59,22 +157,12 @@ public struct NeighborTable: ~Copyable {
         }
     }
 
-    /// The same from raw bytes (16-byte mapped address, 6-byte MAC): no
-    /// allocation, for learning inside the packet loop.
+    /// The same from raw bytes (16-byte mapped address, 6-byte MAC): no allocation.
     @discardableResult
     public mutating func set(port: UInt16, address p: UnsafeRawPointer, mac: UnsafeRawPointer) -> Bool {
-        let hi = p.loadUnaligned(as: UInt64.self), lo = p.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
-        var i = NeighborTable.slot(port, hi, lo, mask)
-        while entries[i].used != 0 && !(entries[i].hi == hi && entries[i].lo == lo && entries[i].port == port) {
-            i = (i + 1) & mask
-        }
-        if entries[i].used == 0 {
-            guard count < (mask + 1) / 2 else { return false }
-            count += 1
-        }
-        let m = (mac.load(as: UInt8.self), mac.load(fromByteOffset: 1, as: UInt8.self), mac.load(fromByteOffset: 2, as: UInt8.self),
-                 mac.load(fromByteOffset: 3, as: UInt8.self), mac.load(fromByteOffset: 4, as: UInt8.self), mac.load(fromByteOffset: 5, as: UInt8.self))
-        entries[i] = Entry(used: 1, port: port, mac: m, hi: hi, lo: lo)
+        let i = entryIndex(port: port, address: p)
+        guard i >= 0 else { return false }
+        setMAC(i, mac)
         return true
     }
 }

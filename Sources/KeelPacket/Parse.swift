@@ -23,6 +23,10 @@ public enum DropReason: UInt8, CaseIterable, Sendable {
     case blackhole = 19
     case ringFull = 20
     case oversizeFrame = 21
+    case txFull = 22
+    case unknownPort = 23
+    case notForUs = 24
+    case noExceptionPath = 25
 
     public var description: String {
         switch self {
@@ -48,6 +52,10 @@ public enum DropReason: UInt8, CaseIterable, Sendable {
         case .blackhole: return "blackhole route"
         case .ringFull: return "worker or TX ring full"
         case .oversizeFrame: return "frame larger than the port's MTU allows"
+        case .txFull: return "port's TX queue full"
+        case .unknownPort: return "arrived on a port the snapshot does not know"
+        case .notForUs: return "ARP/ND message not for the appliance"
+        case .noExceptionPath: return "for the appliance, but the port has no TAP"
         }
     }
 }

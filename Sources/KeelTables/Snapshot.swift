@@ -69,6 +69,19 @@ public struct Snapshot: @unchecked Sendable {
         return (r.load(as: UInt8.self), r.load(fromByteOffset: 1, as: UInt8.self), IPAddress.load(from: r + 8))
     }
 
+    /// The first address of `family` (4 or 6) on `port`, as 16 bytes (IPv4 mapped) into `out`; false if none.
+    @inlinable
+    public func firstPortAddress(_ port: Int, family: UInt8, into out: UnsafeMutableRawPointer) -> Bool {
+        for k in 0..<4 {
+            let r = ports + (port &* SnapshotLayout.portSize &+ 16 &+ 24 &* k)
+            if r.load(as: UInt8.self) == family {
+                out.copyMemory(from: r + 8, byteCount: 16)
+                return true
+            }
+        }
+        return false
+    }
+
     @inlinable @inline(__always)
     public func copyPortMAC(_ port: Int, to p: UnsafeMutableRawPointer) {
         p.copyMemory(from: ports + (port &* SnapshotLayout.portSize &+ 4), byteCount: 6)

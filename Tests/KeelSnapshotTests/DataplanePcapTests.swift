@@ -36,17 +36,8 @@ final class DataplanePcapTests: XCTestCase {
     }
 
     func testFramesThroughTheDataplane() throws {
-        let dir = NSTemporaryDirectory() + "keel-pcap-\(getpid())"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let tmp = TempTables("dp")
-        let file = try TablesFile.create(path: tmp.path, limits: .small, readers: 4)
-        let publisher = SnapshotPublisher(file: file)
-        let compiler = Compiler(limits: .small)
         var config = ConfigValidationTests.base
         config.vips = []
-        try publisher.publish(try compiler.replace(with: config))
-
         let forward = PacketBuilder.ipv4(src: "10.1.0.2", dst: "203.0.113.5", proto: 17, ttl: 64)
         let echo = PacketBuilder.ipv4(src: "10.1.0.2", dst: "10.1.0.1", proto: 1)
         let expired = PacketBuilder.ipv4(src: "10.1.0.2", dst: "203.0.113.5", ttl: 1)
@@ -55,42 +46,44 @@ final class DataplanePcapTests: XCTestCase {
         let arpRequest = PacketBuilder.ethernet(type: 0x0806, dst: [0xff, 0xff, 0xff, 0xff, 0xff, 0xff])
             + [0, 1, 8, 0, 6, 4, 0, 1] + PacketBuilder.macA + [10, 1, 0, 2] + [0, 0, 0, 0, 0, 0] + [10, 1, 0, 1]
         let toUnknownNeighbor = PacketBuilder.ipv4(src: "10.1.0.2", dst: "10.2.0.77")
-        Self.writePcap("\(dir)/in0.pcap", [forward, echo, expired, badChecksum, arpRequest, toUnknownNeighbor])
-        Self.writePcap("\(dir)/in1.pcap", [])
-        let binary = productsDirectory.appendingPathComponent("keel-dataplane")
-        let dp = try Helper(binary, ["--tables", tmp.path, "--seconds", "3", "--",
-                                     "--no-pci", "--no-huge", "-m", "256", "--no-shconf", "-l", "0", "--log-level", "lib.eal:error",
-                                     "--file-prefix", "keeldp\(getpid())",
-                                     "--vdev=net_pcap0,rx_pcap=\(dir)/in0.pcap,tx_pcap=\(dir)/out0.pcap",
-                                     "--vdev=net_pcap1,rx_pcap=\(dir)/in1.pcap,tx_pcap=\(dir)/out1.pcap"])
-        XCTAssertEqual(dp.wait(seconds: 60), 0, dp.output)
-        let out1 = Self.readPcap("\(dir)/out1.pcap"), out0 = Self.readPcap("\(dir)/out0.pcap")
-        // Port 1: the routed frame, then the ARP request for the unknown on-link neighbor.
-        XCTAssertEqual(out1.count, 2, dp.output)
-        if out1.count == 2 {
-            let f = out1[0]
-            XCTAssertEqual(Array(f[0..<6]), [2, 0, 0, 0, 0, 0xfe], "to the default gateway's static neighbor MAC")
-            XCTAssertEqual(Array(f[6..<12]), [2, 0, 0, 0, 0, 2], "from port p1")
-            let expected = PacketBuilder.ipv4(src: "10.1.0.2", dst: "203.0.113.5", proto: 17, ttl: 63)
-            XCTAssertEqual(Array(f[12...]), Array(expected[12...]))
-            let a = out1[1]
-            XCTAssertEqual(Array(a[12..<14]), [0x08, 0x06])
-            XCTAssertEqual(Array(a[28..<32]), [10, 2, 0, 1], "asked from port p1's address")
-            XCTAssertEqual(Array(a[38..<42]), [10, 2, 0, 77])
+        for pipeline in [false, true] {
+            let r = try DataplaneRun.run(config, inputs: [[forward, echo, expired, badChecksum, arpRequest, toUnknownNeighbor], []],
+                                         seconds: 2, pipeline: pipeline,
+                                         extraYAML: "neighbors: {retries: 2, retry_ms: 200}\n")
+            XCTAssertEqual(r.status, 0, r.log)
+            let out1 = r.outputs[1], out0 = r.outputs[0]
+            // Port 1: the routed frame, and two ARP requests for the unknown on-link neighbor (first try, one retry).
+            let routed = out1.filter { $0[12] == 0x08 && $0[13] == 0x00 }
+            let arps = out1.filter { $0[12] == 0x08 && $0[13] == 0x06 }
+            XCTAssertEqual(routed.count, 1, r.log)
+            XCTAssertEqual(arps.count, 2, r.log)
+            if let f = routed.first {
+                XCTAssertEqual(Array(f[0..<6]), [2, 0, 0, 0, 0, 0xfe], "to the default gateway's static neighbor MAC")
+                XCTAssertEqual(Array(f[6..<12]), [2, 0, 0, 0, 0, 2], "from port p1")
+                let expected = PacketBuilder.ipv4(src: "10.1.0.2", dst: "203.0.113.5", proto: 17, ttl: 63)
+                XCTAssertEqual(Array(f[12...]), Array(expected[12...]))
+            }
+            if let a = arps.first {
+                XCTAssertEqual(Array(a[28..<32]), [10, 2, 0, 1], "asked from port p1's address")
+                XCTAssertEqual(Array(a[38..<42]), [10, 2, 0, 77])
+            }
+            // Port 0: echo reply, time exceeded (from 10.1.0.1), ARP reply, then host unreachable when nobody answered.
+            XCTAssertEqual(out0.count, 4, r.log)
+            if out0.count == 4 {
+                XCTAssertEqual(out0[0][34], 0, "ICMP echo reply")
+                XCTAssertEqual(out0[1][34], 11, "ICMP time exceeded")
+                XCTAssertEqual(Array(out0[1][26..<34]), [10, 1, 0, 1, 10, 1, 0, 2])
+                XCTAssertEqual(Array(out0[1][0..<6]), PacketBuilder.macA, "back to the sender")
+                XCTAssertEqual(Array(out0[2][20..<22]), [0, 2], "ARP reply")
+                XCTAssertEqual(Array(out0[2][22..<28]), [2, 0, 0, 0, 0, 1], "port p0's MAC")
+                XCTAssertEqual(Array(out0[3][34..<36]), [3, 1], "ICMP host unreachable after the neighbor timed out")
+            }
+            XCTAssertEqual(r.port(0, "rx_packets"), 6, r.log)
+            XCTAssertEqual(r.drops("neighborUnresolved"), 1, r.log)
+            XCTAssertEqual(r.drops("ipv4BadChecksum"), 1, r.log)
+            XCTAssertEqual(r.drops("ttlExpired"), 1, r.log)
+            XCTAssertEqual(r.event("held"), 1, r.log)
+            XCTAssertEqual(r.event("held_expired"), 1, r.log)
         }
-        // Port 0: echo reply, time exceeded (from 10.1.0.1), ARP reply.
-        XCTAssertEqual(out0.count, 3, dp.output)
-        if out0.count == 3 {
-            XCTAssertEqual(out0[0][34], 0, "ICMP echo reply")
-            XCTAssertEqual(out0[1][34], 11, "ICMP time exceeded")
-            XCTAssertEqual(Array(out0[1][26..<34]), [10, 1, 0, 1, 10, 1, 0, 2])
-            XCTAssertEqual(Array(out0[1][0..<6]), PacketBuilder.macA, "back to the sender")
-            XCTAssertEqual(Array(out0[2][20..<22]), [0, 2], "ARP reply")
-            XCTAssertEqual(Array(out0[2][22..<28]), [2, 0, 0, 0, 0, 1], "port p0's MAC")
-        }
-        XCTAssertTrue(dp.output.contains("\"rx\":6"), dp.output)
-        XCTAssertTrue(dp.output.contains("\"neighborUnresolved\":1"), dp.output)
-        XCTAssertTrue(dp.output.contains("\"ipv4BadChecksum\":1"), dp.output)
-        XCTAssertTrue(dp.output.contains("\"ttlExpired\":1"), dp.output)
     }
 }

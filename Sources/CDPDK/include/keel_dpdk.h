@@ -15,6 +15,9 @@
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
+#include <rte_ring.h>
+#include <rte_bus.h>
+#include <rte_dev.h>
 
 /* rte_errno is a per-lcore thread-local macro (RTE_PER_LCORE), which Swift cannot import. */
 int keel_rte_errno(void);
@@ -26,5 +29,19 @@ static inline uint16_t keel_mbuf_data_len(const struct rte_mbuf *m) { return m->
 static inline void keel_mbuf_set_len(struct rte_mbuf *m, uint16_t len) { m->data_len = len; m->pkt_len = len; }
 /* RTE_MBUF_DEFAULT_BUF_SIZE and RTE_ETH_RSS_* are macros. */
 static inline uint16_t keel_mbuf_default_buf_size(void) { return RTE_MBUF_DEFAULT_BUF_SIZE; }
+
+/* Fields the pipeline reads: the input port and the NIC's RSS hash (valid only with the flag). */
+static inline uint16_t keel_mbuf_port(const struct rte_mbuf *m) { return m->port; }
+static inline int keel_mbuf_rss(const struct rte_mbuf *m, uint32_t *hash) {
+    if (m->ol_flags & RTE_MBUF_F_RX_RSS_HASH) { *hash = m->hash.rss; return 1; }
+    return 0;
+}
+static inline void keel_mbuf_prefetch(struct rte_mbuf *m) { rte_prefetch0(rte_pktmbuf_mtod(m, void *)); }
+static inline int keel_link_up(uint16_t port) {
+    struct rte_eth_link l;
+    return rte_eth_link_get_nowait(port, &l) == 0 && l.link_status == RTE_ETH_LINK_UP;
+}
+static inline uint32_t keel_ring_f_sp_enq(void) { return RING_F_SP_ENQ; }
+static inline uint32_t keel_ring_f_sc_deq(void) { return RING_F_SC_DEQ; }
 
 #endif

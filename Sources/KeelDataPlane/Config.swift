@@ -1,0 +1,202 @@
+import Foundation
+import Yams
+
+/// keel-dataplane's own settings (Config/dataplane.yaml). Routes, VIPs and
+/// port addresses are not here: they come from the tables file.
+public struct DataPlaneConfig: Equatable, Sendable {
+    public struct Port: Equatable, Sendable {
+        /// Shown in counters; also the default TAP name's suffix.
+        public var name: String
+        /// A DPDK device: a PCI address (`0000:00:04.0`, bound to vfio-pci or
+        /// uio) or a virtual device spec (`net_af_packet0,iface=veth0`), which
+        /// keel-dataplane creates.
+        public var device: String
+        /// The kernel interface of this port's exception path (nil: none).
+        public var tap: String?
+    }
+    public struct Lcores: Equatable, Sendable {
+        public var main: Int = 0
+        public var io: [Int] = [1]
+        /// Empty: the I/O lcores route too (run to completion; "one-lcore mode" with one I/O lcore).
+        public var workers: [Int] = []
+    }
+    public struct Queues: Equatable, Sendable {
+        public var rxDescriptors = 1024
+        public var txDescriptors = 1024
+        public var ringSize = 4096
+        public var burst = 32
+    }
+    public struct Mempool: Equatable, Sendable {
+        public var mbufs = 16383
+        public var cache = 256
+    }
+    public struct Neighbors: Equatable, Sendable {
+        public var capacity = 8192
+        public var holdPackets = 4
+        public var retries = 3
+        public var retryMs = 1000
+        public var reachableSeconds = 30
+    }
+    public struct ICMPLimits: Equatable, Sendable {
+        public var rate = 1000
+        public var burst = 100
+    }
+
+    public var tables: String
+    public var stats: String = "/dev/shm/keel.stats"
+    public var lcores = Lcores()
+    public var ports: [Port] = []
+    public var queues = Queues()
+    public var mempool = Mempool()
+    public var neighbors = Neighbors()
+    public var icmp = ICMPLimits()
+
+    public init(tables: String, ports: [Port]) {
+        self.tables = tables
+        self.ports = ports
+    }
+
+    /// Every lcore that does packet work.
+    public var packetLcores: [Int] { lcores.io + lcores.workers }
+    public var pipeline: Bool { !lcores.workers.isEmpty }
+}
+
+/// A configuration file that cannot be used: where and why.
+public struct ConfigFileError: Error, CustomStringConvertible, Equatable {
+    public let path: String
+    public let message: String
+    public var description: String { "\(path): \(message)" }
+}
+
+extension DataPlaneConfig {
+    public static func load(path: String) throws -> DataPlaneConfig {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw ConfigFileError(path: path, message: "cannot read: \(String(cString: strerror(errno)))")
+        }
+        return try parse(text, path: path)
+    }
+
+    /// Parses and checks the whole file; the first problem rejects it, naming the line and field.
+    public static func parse(_ text: String, path: String = "<config>") throws -> DataPlaneConfig {
+        let node: Node?
+        do { node = try Yams.compose(yaml: text) } catch {
+            throw ConfigFileError(path: path, message: "not valid YAML: \(error)")
+        }
+        guard let root = node, root.mapping != nil else { throw ConfigFileError(path: path, message: "expected a mapping of settings") }
+        var r = Reader(path: path)
+        return try r.config(root)
+    }
+}
+
+/// Walks the YAML nodes with a fixed schema: unknown keys, wrong types and
+/// out-of-range values are errors (a typo must not silently become a default).
+struct Reader {
+    let path: String
+
+    func fail(_ n: Node, _ field: String, _ msg: String) -> ConfigFileError {
+        ConfigFileError(path: path, message: "line \(n.mark?.line ?? 0): \(field): \(msg)")
+    }
+
+    func mapping(_ n: Node, _ field: String, allowed: Set<String>) throws -> [String: Node] {
+        guard let m = n.mapping else { throw fail(n, field, "expected a mapping") }
+        var out: [String: Node] = [:]
+        for (k, v) in m {
+            guard let key = k.string else { throw fail(k, field, "keys must be strings") }
+            guard allowed.contains(key) else {
+                throw fail(k, field.isEmpty ? key : "\(field).\(key)", "unknown setting (allowed: \(allowed.sorted().joined(separator: ", ")))")
+            }
+            guard out[key] == nil else { throw fail(k, "\(field).\(key)", "given twice") }
+            out[key] = v
+        }
+        return out
+    }
+
+    func string(_ n: Node, _ field: String) throws -> String {
+        guard let s = n.scalar?.string, !s.isEmpty else { throw fail(n, field, "expected a non-empty string") }
+        return s
+    }
+
+    func int(_ n: Node, _ field: String, _ range: ClosedRange<Int>) throws -> Int {
+        guard let s = n.scalar?.string, let v = Int(s) else { throw fail(n, field, "expected an integer") }
+        guard range.contains(v) else { throw fail(n, field, "\(v) is outside \(range.lowerBound)...\(range.upperBound)") }
+        return v
+    }
+
+    func ints(_ n: Node, _ field: String, _ range: ClosedRange<Int>) throws -> [Int] {
+        guard let s = n.sequence else { throw fail(n, field, "expected a list of integers") }
+        return try s.enumerated().map { try int($0.element, "\(field)[\($0.offset)]", range) }
+    }
+
+    func key(_ m: [String: Node], _ k: String) -> Node? { m[k] }
+
+    mutating func config(_ root: Node) throws -> DataPlaneConfig {
+        let m = try mapping(root, "", allowed: ["tables", "stats", "lcores", "ports", "queues", "mempool", "neighbors", "icmp"])
+        guard let t = m["tables"] else { throw fail(root, "tables", "required (the tables file keel-control publishes to)") }
+        guard let portsNode = m["ports"] else { throw fail(root, "ports", "required (at least one port)") }
+        var c = DataPlaneConfig(tables: try string(t, "tables"), ports: [])
+        if let n = m["stats"] { c.stats = try string(n, "stats") }
+        if let n = m["lcores"] {
+            let l = try mapping(n, "lcores", allowed: ["main", "io", "workers"])
+            if let v = l["main"] { c.lcores.main = try int(v, "lcores.main", 0...1023) }
+            if let v = l["io"] { c.lcores.io = try ints(v, "lcores.io", 0...1023) }
+            if let v = l["workers"] { c.lcores.workers = try ints(v, "lcores.workers", 0...1023) }
+            if c.lcores.io.isEmpty { throw fail(n, "lcores.io", "at least one I/O lcore is needed") }
+            let all = [c.lcores.main] + c.lcores.io + c.lcores.workers
+            if Set(all).count != all.count { throw fail(n, "lcores", "an lcore has two roles (main, io and workers must be distinct)") }
+            if c.lcores.io.count + c.lcores.workers.count > 62 { throw fail(n, "lcores", "at most 62 packet lcores") }
+        }
+        guard let seq = portsNode.sequence, !seq.isEmpty else { throw fail(portsNode, "ports", "expected a non-empty list") }
+        guard seq.count <= 16 else { throw fail(portsNode, "ports", "at most 16 ports") }
+        for (i, pn) in seq.enumerated() {
+            let f = "ports[\(i)]"
+            let p = try mapping(pn, f, allowed: ["name", "device", "tap"])
+            guard let d = p["device"] else { throw fail(pn, "\(f).device", "required (a PCI address or a virtual device)") }
+            let name = try p["name"].map { try string($0, "\(f).name") } ?? "port\(i)"
+            guard name.utf8.count < 32, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
+                throw fail(p["name"]!, "\(f).name", "letters, digits, - and _, under 32 characters")
+            }
+            var tap: String? = nil
+            if let tn = p["tap"] {
+                let s = try string(tn, "\(f).tap")
+                guard s.utf8.count <= 15, s.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }) else {
+                    throw fail(tn, "\(f).tap", "an interface name of at most 15 characters")
+                }
+                tap = s
+            }
+            c.ports.append(.init(name: name, device: try string(d, "\(f).device"), tap: tap))
+        }
+        if Set(c.ports.map(\.name)).count != c.ports.count { throw fail(portsNode, "ports", "port names must be distinct") }
+        let taps = c.ports.compactMap(\.tap)
+        if Set(taps).count != taps.count { throw fail(portsNode, "ports", "TAP names must be distinct") }
+        if let n = m["queues"] {
+            let q = try mapping(n, "queues", allowed: ["rx_descriptors", "tx_descriptors", "ring_size", "burst"])
+            if let v = q["rx_descriptors"] { c.queues.rxDescriptors = try int(v, "queues.rx_descriptors", 64...32768) }
+            if let v = q["tx_descriptors"] { c.queues.txDescriptors = try int(v, "queues.tx_descriptors", 64...32768) }
+            if let v = q["ring_size"] {
+                c.queues.ringSize = try int(v, "queues.ring_size", 256...1 << 20)
+                if c.queues.ringSize & (c.queues.ringSize - 1) != 0 { throw fail(v, "queues.ring_size", "must be a power of two") }
+            }
+            if let v = q["burst"] { c.queues.burst = try int(v, "queues.burst", 1...64) }
+        }
+        if let n = m["mempool"] {
+            let q = try mapping(n, "mempool", allowed: ["mbufs", "cache"])
+            if let v = q["mbufs"] { c.mempool.mbufs = try int(v, "mempool.mbufs", 1023...16 << 20) }
+            if let v = q["cache"] { c.mempool.cache = try int(v, "mempool.cache", 0...512) }
+        }
+        if let n = m["neighbors"] {
+            let q = try mapping(n, "neighbors", allowed: ["capacity", "hold_packets", "retries", "retry_ms", "reachable_seconds"])
+            if let v = q["capacity"] { c.neighbors.capacity = try int(v, "neighbors.capacity", 16...1 << 22) }
+            if let v = q["hold_packets"] { c.neighbors.holdPackets = try int(v, "neighbors.hold_packets", 0...64) }
+            if let v = q["retries"] { c.neighbors.retries = try int(v, "neighbors.retries", 1...100) }
+            if let v = q["retry_ms"] { c.neighbors.retryMs = try int(v, "neighbors.retry_ms", 10...60000) }
+            if let v = q["reachable_seconds"] { c.neighbors.reachableSeconds = try int(v, "neighbors.reachable_seconds", 1...86400) }
+        }
+        if let n = m["icmp"] {
+            let q = try mapping(n, "icmp", allowed: ["rate", "burst"])
+            if let v = q["rate"] { c.icmp.rate = try int(v, "icmp.rate", 0...1_000_000) }
+            if let v = q["burst"] { c.icmp.burst = try int(v, "icmp.burst", 1...100_000) }
+        }
+        return c
+    }
+}

@@ -1,0 +1,376 @@
+import Atomics
+import CDPDK
+import KeelDPDK
+import KeelForward
+import KeelPacket
+import KeelStats
+import KeelTables
+
+/// What every lcore shares: port and ring handles, fixed at start. Plain
+/// pointers and integers only, so reading it in the loop retains nothing.
+public struct Fabric: @unchecked Sendable {
+    public var portCount = 0
+    /// DPDK port id of data port i (snapshot port i).
+    public var portIds: UnsafeMutablePointer<UInt16>
+    /// DPDK port id of data port i's TAP, or -1.
+    public var tapIds: UnsafeMutablePointer<Int32>
+    /// Snapshot port index of each DPDK port id (-1 for TAPs and unknown ids).
+    public var indexOfDPDKPort: UnsafeMutablePointer<Int16>
+    /// Per data port: packets to transmit on it (any producer, its I/O lcore consumes).
+    public var txRings: UnsafeMutablePointer<OpaquePointer?>
+    /// Per data port: packets for its TAP (the kernel), or nil.
+    public var tapRings: UnsafeMutablePointer<OpaquePointer?>
+    /// One ring per worker (pipeline mode).
+    public var workerRings: UnsafeMutablePointer<OpaquePointer?>
+    public var workerCount = 0
+    /// To the main lcore: packets waiting for a neighbor, ARP replies and NAs to learn from.
+    public var slowRing: OpaquePointer
+    /// Mempool for packets the data plane makes (ICMP errors).
+    public var pool: OpaquePointer
+    public var neighborMemory: UnsafeMutableRawPointer
+    public var neighborCapacity = 0
+    /// 0 running, 1 draining (no more RX), 2 stop.
+    public var stage: UnsafeAtomic<Int>
+    public var burst = 32
+    public var icmpRate: UInt64 = 1000, icmpBurst: UInt64 = 100
+
+    public static let maxDPDKPorts = 64
+}
+
+/// One packet lcore: an I/O lcore (polls its ports' RX, steers to workers,
+/// drains its ports' TX rings), a worker (routes bursts from its ring), or
+/// both at once (run to completion, the one-lcore mode).
+public struct PacketLcore: @unchecked Sendable {
+    public enum Kind: Sendable { case io, worker, single }
+    let kind: Kind
+    let f: Fabric
+    let counters: UnsafeMutablePointer<UInt64>
+    /// Ports whose queue 0 this lcore owns (I/O and single): indices of data ports.
+    let owned: [Int]
+    let ownsPort: UnsafeMutablePointer<Bool>
+    let workerIndex: Int
+    let file: TablesFile?
+    let line: Int
+    let source: UnsafeAtomic<UInt64>?
+
+    public init(kind: Kind, fabric: Fabric, counters: UnsafeMutablePointer<UInt64>, ownedPorts: [Int], workerIndex: Int,
+                file: TablesFile?, line: Int, source: UnsafeAtomic<UInt64>?) {
+        self.kind = kind; f = fabric; self.counters = counters; owned = ownedPorts; self.workerIndex = workerIndex
+        self.file = file; self.line = line; self.source = source
+        ownsPort = .allocate(capacity: max(fabric.portCount, 1))
+        ownsPort.initialize(repeating: false, count: max(fabric.portCount, 1))
+        for p in ownedPorts { ownsPort[p] = true }
+    }
+
+    /// The lcore's loop; returns when `stage` says stop.
+    public func run() {
+        let burst = f.burst
+        let rx = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: burst)
+        // Staging: per data port then per TAP, `burst` each; per worker for steering.
+        let slots = 2 * f.portCount + 1
+        let stage = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: burst * slots)
+        let staged = UnsafeMutablePointer<Int>.allocate(capacity: slots)
+        staged.initialize(repeating: 0, count: slots)
+        let steer = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: burst * max(f.workerCount, 1))
+        let steered = UnsafeMutablePointer<Int>.allocate(capacity: max(f.workerCount, 1))
+        steered.initialize(repeating: 0, count: max(f.workerCount, 1))
+        var w = Work(f: f, counters: counters, stage: stage, staged: staged, ownsPort: ownsPort)
+        var reader: LcoreReader? = nil
+        if kind != .io, let file, let source {
+            reader = LcoreReader(file: file, line: line, source: source)
+            reader!.online()
+        }
+        let neighbors = NeighborTable(memory: f.neighborMemory, capacity: f.neighborCapacity, attach: true)
+        var info = PacketInfo()
+        var turns: UInt64 = 0
+        while true {
+            let st = f.stage.load(ordering: .relaxed)
+            if st == 2 { break }
+            turns &+= 1
+            if turns & 63 == 0 { w.clock = monotonicNs(); counters[Counter.turns] = turns }
+            if reader != nil, reader!.refresh() { counters[Counter.snapshotSwitches] &+= 1 }
+            switch kind {
+            case .worker:
+                let n = Ring(f.workerRings[workerIndex]!).dequeue(rx, max: burst)
+                if n > 0 { w.processBurst(rx, n, snapshot: reader!.snapshot, neighbors: neighbors, info: &info) }
+                w.flushAll()
+            case .single:
+                if st == 0 {
+                    for p in owned {
+                        let n = EthPort(existing: f.portIds[p]).receive(queue: 0, rx, max: UInt16(burst))
+                        if n > 0 {
+                            countRX(p, rx, n)
+                            w.processBurst(rx, n, snapshot: reader!.snapshot, neighbors: neighbors, info: &info)
+                        }
+                    }
+                }
+                w.flushAll()
+                drainOwned(rx, burst)
+                if st == 0 { pollTaps(rx, burst) }
+            case .io:
+                if st == 0 {
+                    for p in owned {
+                        let n = EthPort(existing: f.portIds[p]).receive(queue: 0, rx, max: UInt16(burst))
+                        if n > 0 {
+                            countRX(p, rx, n)
+                            steerBurst(rx, n, steer, steered, &info)
+                        }
+                    }
+                    pollTaps(rx, burst)
+                }
+                drainOwned(rx, burst)
+            }
+        }
+        reader?.offline()
+        counters[Counter.turns] = turns
+    }
+
+    @inline(__always)
+    func countRX(_ p: Int, _ rx: UnsafeMutablePointer<OpaquePointer?>, _ n: Int) {
+        var bytes = 0
+        for i in 0..<n { bytes &+= mbufLength(rx[i]!) }
+        counters[Counter.rxPackets(p)] &+= UInt64(n)
+        counters[Counter.rxBytes(p)] &+= UInt64(bytes)
+    }
+
+    /// Pipeline I/O: hash each packet (the NIC's RSS hash, else the software
+    /// flow hash: 5-tuple, 3-tuple for fragments) and put it on that worker's ring.
+    @inline(__always)
+    func steerBurst(_ rx: UnsafeMutablePointer<OpaquePointer?>, _ n: Int, _ steer: UnsafeMutablePointer<OpaquePointer?>,
+                    _ steered: UnsafeMutablePointer<Int>, _ info: inout PacketInfo) {
+        let workers = f.workerCount, burst = f.burst
+        for i in 0..<n {
+            let m = rx[i]!
+            let h: UInt64
+            if let rss = mbufRSS(m) { h = FlowHash.mix(UInt64(rss)) } else {
+                let p = mbufData(m)
+                h = Parser.parse(p, length: mbufLength(m), into: &info) == .none ? FlowHash.of(p, info) : 0
+            }
+            let k = Int(truncatingIfNeeded: h % UInt64(workers))
+            steer[k * burst + steered[k]] = m
+            steered[k] += 1
+        }
+        for k in 0..<workers where steered[k] > 0 {
+            let c = steered[k]
+            let sent = Ring(f.workerRings[k]!).enqueue(steer + k * burst, count: c)
+            if sent < c {
+                counters[Counter.ringFull] &+= UInt64(c - sent)
+                counters[Counter.drop(Int(DropReason.ringFull.rawValue))] &+= UInt64(c - sent)
+                for j in sent..<c { mbufFree(steer[k * burst + j]!) }
+            }
+            steered[k] = 0
+        }
+    }
+
+    /// What the kernel sends out of a TAP goes out of its port, as it is.
+    @inline(__always)
+    func pollTaps(_ rx: UnsafeMutablePointer<OpaquePointer?>, _ burst: Int) {
+        for p in owned where f.tapIds[p] >= 0 {
+            let n = EthPort(existing: UInt16(f.tapIds[p])).receive(queue: 0, rx, max: UInt16(burst))
+            guard n > 0 else { continue }
+            counters[Counter.fromKernel] &+= UInt64(n)
+            transmit(port: p, rx, n)
+        }
+    }
+
+    /// Ports this lcore owns: what other lcores queued for them (TX rings, TAP rings).
+    @inline(__always)
+    func drainOwned(_ rx: UnsafeMutablePointer<OpaquePointer?>, _ burst: Int) {
+        for p in owned {
+            let n = Ring(f.txRings[p]!).dequeue(rx, max: burst)
+            if n > 0 { transmit(port: p, rx, n) }
+            if let tr = f.tapRings[p] {
+                let k = Ring(tr).dequeue(rx, max: burst)
+                if k > 0 { transmitTap(port: p, rx, k) }
+            }
+        }
+    }
+
+    @inline(__always)
+    func transmit(port p: Int, _ b: UnsafeMutablePointer<OpaquePointer?>, _ n: Int) {
+        var bytes = 0
+        for i in 0..<n { bytes &+= mbufLength(b[i]!) }
+        let sent = EthPort(existing: f.portIds[p]).send(queue: 0, b, count: n)
+        var unsent = 0
+        for i in sent..<n { unsent &+= mbufLength(b[i]!); mbufFree(b[i]!) }
+        counters[Counter.txPackets(p)] &+= UInt64(sent)
+        counters[Counter.txBytes(p)] &+= UInt64(bytes - unsent)
+        if sent < n { counters[Counter.drop(Int(DropReason.txFull.rawValue))] &+= UInt64(n - sent) }
+    }
+
+    @inline(__always)
+    func transmitTap(port p: Int, _ b: UnsafeMutablePointer<OpaquePointer?>, _ n: Int) {
+        let sent = EthPort(existing: UInt16(f.tapIds[p])).send(queue: 0, b, count: n)
+        for i in sent..<n { mbufFree(b[i]!) }
+        counters[Counter.toKernel] &+= UInt64(sent)
+        if sent < n { counters[Counter.drop(Int(DropReason.txFull.rawValue))] &+= UInt64(n - sent) }
+    }
+}
+
+/// The per-packet work of a worker (or single) lcore over one burst, and
+/// its output staging. Everything it touches is preallocated.
+struct Work {
+    let f: Fabric
+    let counters: UnsafeMutablePointer<UInt64>
+    let stage: UnsafeMutablePointer<OpaquePointer?>
+    let staged: UnsafeMutablePointer<Int>
+    let ownsPort: UnsafeMutablePointer<Bool>
+    let nextHop = UnsafeMutableRawPointer.allocate(byteCount: 16, alignment: 16)
+    let scratch = UnsafeMutableRawPointer.allocate(byteCount: 32, alignment: 16)
+    let learned = UnsafeMutableRawPointer.allocate(byteCount: 32, alignment: 16)
+    let forwarder = Forwarder()
+    var clock: UInt64
+    var icmpBucket: TokenBucket
+    var slowStage: Int { 2 * f.portCount }
+
+    init(f: Fabric, counters: UnsafeMutablePointer<UInt64>, stage: UnsafeMutablePointer<OpaquePointer?>,
+         staged: UnsafeMutablePointer<Int>, ownsPort: UnsafeMutablePointer<Bool>) {
+        self.f = f; self.counters = counters; self.stage = stage; self.staged = staged; self.ownsPort = ownsPort
+        clock = monotonicNs()
+        icmpBucket = TokenBucket(rate: f.icmpRate, burst: f.icmpBurst, now: clock)
+    }
+
+    @inline(__always)
+    func drop(_ m: OpaquePointer, _ r: DropReason) {
+        counters[Counter.drop(Int(r.rawValue))] &+= 1
+        mbufFree(m)
+    }
+
+    /// Stages `m` for output slot `k` (data port, TAP port + portCount, or the slow ring).
+    @inline(__always)
+    func emit(_ m: OpaquePointer, _ k: Int) {
+        stage[k &* f.burst &+ staged[k]] = m
+        staged[k] &+= 1
+        if staged[k] == f.burst { flush(k) }
+    }
+
+    func flushAll() {
+        for k in 0...(2 * f.portCount) where staged[k] > 0 { flush(k) }
+    }
+
+    /// Sends a staged slot: on the port's queue when this lcore owns it, else onto its ring.
+    func flush(_ k: Int) {
+        let n = staged[k]
+        staged[k] = 0
+        let b = stage + k * f.burst
+        let pc = f.portCount
+        if k < pc && ownsPort[k] {
+            var bytes = 0
+            for i in 0..<n { bytes &+= mbufLength(b[i]!) }
+            let sent = EthPort(existing: f.portIds[k]).send(queue: 0, b, count: n)
+            var unsent = 0
+            for i in sent..<n { unsent &+= mbufLength(b[i]!); mbufFree(b[i]!) }
+            counters[Counter.txPackets(k)] &+= UInt64(sent)
+            counters[Counter.txBytes(k)] &+= UInt64(bytes - unsent)
+            if sent < n { counters[Counter.drop(Int(DropReason.txFull.rawValue))] &+= UInt64(n - sent) }
+            return
+        }
+        if k >= pc && k < 2 * pc && ownsPort[k - pc] && f.tapIds[k - pc] >= 0 {
+            let sent = EthPort(existing: UInt16(f.tapIds[k - pc])).send(queue: 0, b, count: n)
+            for i in sent..<n { mbufFree(b[i]!) }
+            counters[Counter.toKernel] &+= UInt64(sent)
+            if sent < n { counters[Counter.drop(Int(DropReason.txFull.rawValue))] &+= UInt64(n - sent) }
+            return
+        }
+        let ring = k < pc ? f.txRings[k] : k < 2 * pc ? f.tapRings[k - pc] : f.slowRing
+        let sent = ring.map { Ring($0).enqueue(b, count: n) } ?? 0
+        if k >= pc && k < 2 * pc { counters[Counter.toKernel] &+= UInt64(sent) }
+        if sent < n {
+            counters[Counter.ringFull] &+= UInt64(n - sent)
+            counters[Counter.drop(Int(DropReason.ringFull.rawValue))] &+= UInt64(n - sent)
+            for i in sent..<n { mbufFree(b[i]!) }
+        }
+    }
+
+    /// Routes one burst: prefetch ahead, then per packet parse → route → stage.
+    @inline(__always)
+    mutating func processBurst(_ rx: UnsafeMutablePointer<OpaquePointer?>, _ n: Int, snapshot s: Snapshot,
+                               neighbors: borrowing NeighborTable, info: inout PacketInfo) {
+        for i in 0..<min(n, 4) { mbufPrefetch(rx[i]!) }
+        for i in 0..<n {
+            if i &+ 4 < n { mbufPrefetch(rx[i &+ 4]!) }
+            process(rx[i]!, snapshot: s, neighbors: neighbors, info: &info)
+        }
+    }
+
+    @inline(__always)
+    mutating func process(_ m: OpaquePointer, snapshot s: Snapshot, neighbors: borrowing NeighborTable, info: inout PacketInfo) {
+        let inPort = Int(f.indexOfDPDKPort[Int(mbufPort(m)) & (Fabric.maxDPDKPorts - 1)])
+        guard inPort >= 0 else { drop(m, .unknownPort); return }
+        let p = mbufData(m), len = mbufLength(m)
+        let r = Parser.parse(p, length: len, into: &info)
+        guard r == .none else { drop(m, r); return }
+        if info.l3 == PacketInfo.arp {
+            let (result, learn) = NeighborDiscovery.arp(p, length: len, info, port: inPort, snapshot: s, learned: learned)
+            if result == .replied {
+                counters[Counter.arpReplies] &+= 1
+                emit(m, inPort)
+            } else if learn {
+                emit(m, slowStage) // a reply to us: the main lcore learns it and shows it to the kernel
+            } else { drop(m, .notForUs) }
+            return
+        }
+        if info.l3 == PacketInfo.ipv6 && info.l4Proto == 58 && !info.fragment {
+            let t = p.load(fromByteOffset: Int(info.l4Offset), as: UInt8.self)
+            if t == 135 {
+                let n = NeighborDiscovery.neighborAdvertisement(p, length: len, info, port: inPort, snapshot: s, learnedMAC: learned)
+                if n > 0 {
+                    mbufSetLength(m, n)
+                    counters[Counter.ndReplies] &+= 1
+                    emit(m, inPort)
+                } else if f.tapIds[inPort] >= 0 {
+                    emit(m, f.portCount &+ inPort) // e.g. for the kernel's link-local address
+                } else { drop(m, .notForUs) }
+                return
+            }
+            if t == 136 { emit(m, slowStage); return }
+        }
+        let v = forwarder.route(p, length: len, info, hash: FlowHash.of(p, info), snapshot: s, neighbors: neighbors, nextHop: nextHop)
+        switch v {
+        case .forward(let out):
+            emit(m, Int(out))
+        case .local(_, let echo):
+            if echo {
+                ICMP.echoReply(p, info)
+                counters[Counter.echoReplies] &+= 1
+                emit(m, inPort)
+            } else if f.tapIds[inPort] >= 0 {
+                emit(m, f.portCount &+ inPort)
+            } else { drop(m, .noExceptionPath) }
+        case .resolve:
+            counters[Counter.neighborMisses] &+= 1
+            emit(m, slowStage) // the main lcore holds it and resolves the next hop
+        case .icmpError(let type, let code, let mtu):
+            let reason: DropReason = (type == 11 || (type == 3 && info.l3 == PacketInfo.ipv6)) ? .ttlExpired
+                : ((type == 3 && code == 0) || type == 1) ? .noRoute : .tooBig
+            counters[Counter.drop(Int(reason.rawValue))] &+= 1
+            // Back out of the port it came in, from that port's address, to the sender's MAC.
+            if ICMP.mayReportError(p, info) {
+                if icmpBucket.take(now: clock) {
+                    if s.firstPortAddress(inPort, family: info.l3 == PacketInfo.ipv4 ? 4 : 6, into: scratch) {
+                        if let q = rte_pktmbuf_alloc(f.pool) {
+                            let n = ICMP.error(p, info, type: type, code: code, mtu: mtu, source: scratch, srcMAC: p, dstMAC: p + 6, into: mbufData(q))
+                            mbufSetLength(q, n)
+                            counters[Counter.icmpErrorsSent] &+= 1
+                            emit(q, inPort)
+                        } else { counters[Counter.noMbuf] &+= 1 }
+                    }
+                } else { counters[Counter.icmpRateLimited] &+= 1 }
+            }
+            mbufFree(m)
+        case .drop(let why):
+            drop(m, why)
+        }
+    }
+}
+
+extension EthPort {
+    /// A handle for an already started port (no configuration).
+    @inlinable @inline(__always)
+    init(existing id: UInt16) { self.init(unchecked: id) }
+}
+
+extension Ring {
+    @inlinable @inline(__always)
+    init(_ r: OpaquePointer) { self.init(unchecked: r) }
+}

@@ -1,0 +1,43 @@
+/// Where each counter lives in an lcore's block of the stats file (indices of
+/// UInt64 words). Stable: keel-control and keelctl read them by these numbers.
+public enum Counter {
+    /// Block header: role (see `Role`), lcore id, loop turns (a liveness hint).
+    public static let role = 0, lcore = 1, turns = 2
+    /// Per port p: base + 4p + 0 RX packets, 1 RX bytes, 2 TX packets, 3 TX bytes.
+    public static let portBase = 8
+    public static func rxPackets(_ p: Int) -> Int { portBase + 4 * p }
+    public static func rxBytes(_ p: Int) -> Int { portBase + 4 * p + 1 }
+    public static func txPackets(_ p: Int) -> Int { portBase + 4 * p + 2 }
+    public static func txBytes(_ p: Int) -> Int { portBase + 4 * p + 3 }
+    /// Drops by reason: dropBase + DropReason.rawValue (64 reserved).
+    public static let dropBase = 72
+    public static func drop(_ reason: Int) -> Int { dropBase + reason }
+    // Events (136...).
+    public static let echoReplies = 136, icmpErrorsSent = 137, icmpRateLimited = 138
+    public static let arpReplies = 139, ndReplies = 140, solicitations = 141
+    public static let toKernel = 142, fromKernel = 143, ringFull = 144, neighborMisses = 145
+    public static let held = 146, heldReleased = 147, heldExpired = 148, noMbuf = 149
+    public static let learned = 150, neighborTableFull = 151, snapshotSwitches = 152
+    public static let count = 160
+
+    public static let names: [(Int, String)] = [
+        (echoReplies, "echo_replies"), (icmpErrorsSent, "icmp_errors_sent"), (icmpRateLimited, "icmp_rate_limited"),
+        (arpReplies, "arp_replies"), (ndReplies, "nd_replies"), (solicitations, "solicitations"),
+        (toKernel, "to_kernel"), (fromKernel, "from_kernel"), (ringFull, "ring_full"), (neighborMisses, "neighbor_misses"),
+        (held, "held"), (heldReleased, "held_released"), (heldExpired, "held_expired"), (noMbuf, "no_mbuf"),
+        (learned, "neighbors_learned"), (neighborTableFull, "neighbor_table_full"), (snapshotSwitches, "snapshot_switches"),
+    ]
+}
+
+public enum Role: UInt64 {
+    case unused = 0, io = 1, worker = 2, single = 3, main = 4
+    public var name: String {
+        switch self {
+        case .unused: return "unused"
+        case .io: return "io"
+        case .worker: return "worker"
+        case .single: return "io+worker"
+        case .main: return "main"
+        }
+    }
+}
