@@ -16,6 +16,7 @@ let package = Package(
     products: [
         .executable(name: "keel-bench", targets: ["keel-bench"]),
         .executable(name: "keel-dataplane", targets: ["keel-dataplane"]),
+        .executable(name: "keel-control", targets: ["keel-control"]),
         .library(name: "KeelTables", targets: ["KeelTables"]),
     ],
     dependencies: [
@@ -85,6 +86,13 @@ let package = Package(
             dependencies: ["KeelDataPlane", "KeelStats"],
             swiftSettings: [.unsafeFlags(dpdkSwiftFlags), .swiftLanguageMode(.v5)]
         ),
+        // The control plane (so far: compile and publish a routing configuration).
+        .executableTarget(
+            name: "keel-control",
+            dependencies: ["KeelAPI", "KeelCompiler", "KeelTables",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Yams", package: "Yams")]
+        ),
         // Test helper: counts allocator calls (interposes malloc); linked only into keel-alloccheck.
         .target(name: "CMallocCounter"),
         .executableTarget(
@@ -105,6 +113,10 @@ let package = Package(
         .testTarget(
             name: "KeelPacketTests",
             dependencies: ["KeelPacket", "KeelForward", "KeelTables", "KeelAPI", "KeelCompiler", "KeelTestData", "keel-alloccheck"]
+        ),
+        .testTarget(
+            name: "KeelLabTests",
+            dependencies: ["KeelTables", "keel-dataplane", "keel-control"]
         ),
         .testTarget(
             name: "KeelTablesTests",

@@ -325,6 +325,13 @@ struct Work {
             }
             if t == 136 { emit(m, slowStage); return }
         }
+        // Multicast is not routed: link-local protocols (IGMP, MLD, OSPF, router solicitations) are the kernel's.
+        let l3 = Int(info.l3Offset)
+        if info.l3 == PacketInfo.ipv4 ? p.load(fromByteOffset: l3 &+ 16, as: UInt8.self) & 0xF0 == 0xE0
+                                      : p.load(fromByteOffset: l3 &+ 24, as: UInt8.self) == 0xFF {
+            if f.tapIds[inPort] >= 0 { emit(m, f.portCount &+ inPort) } else { drop(m, .multicast) }
+            return
+        }
         let v = forwarder.route(p, length: len, info, hash: FlowHash.of(p, info), snapshot: s, neighbors: neighbors, nextHop: nextHop)
         switch v {
         case .forward(let out):

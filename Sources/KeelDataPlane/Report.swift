@@ -40,8 +40,9 @@ public enum StatsReport {
         var out = "generation \(s.generation), \(s.heartbeatNs == 0 ? "stopped" : "running (heartbeat \(d["heartbeat_age_ms"]!) ms ago)")\n"
         out += "port              up     rx packets       rx bytes     tx packets       tx bytes\n"
         for p in d["ports"] as! [[String: Any]] {
-            out += String(format: "%-16@  %-4@ %13llu  %13llu  %13llu  %13llu\n", p["name"] as! String as NSString,
-                          ((p["up"] as! Bool) ? "yes" : "no") as NSString,
+            let name = (p["name"] as! String).padding(toLength: 16, withPad: " ", startingAt: 0)
+            let up = ((p["up"] as! Bool) ? "yes" : "no").padding(toLength: 4, withPad: " ", startingAt: 0)
+            out += "\(name)  \(up)" + String(format: " %13llu  %13llu  %13llu  %13llu\n",
                           p["rx_packets"] as! UInt64, p["rx_bytes"] as! UInt64, p["tx_packets"] as! UInt64, p["tx_bytes"] as! UInt64)
         }
         let drops = d["drops"] as! [String: UInt64]

@@ -27,6 +27,7 @@ public enum DropReason: UInt8, CaseIterable, Sendable {
     case unknownPort = 23
     case notForUs = 24
     case noExceptionPath = 25
+    case multicast = 26
 
     public var description: String {
         switch self {
@@ -56,6 +57,7 @@ public enum DropReason: UInt8, CaseIterable, Sendable {
         case .unknownPort: return "arrived on a port the snapshot does not know"
         case .notForUs: return "ARP/ND message not for the appliance"
         case .noExceptionPath: return "for the appliance, but the port has no TAP"
+        case .multicast: return "multicast destination (not routed; the kernel gets it when the port has a TAP)"
         }
     }
 }
