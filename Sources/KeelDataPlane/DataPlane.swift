@@ -265,21 +265,36 @@ public final class DataPlane {
         appliedTapState[i] = (mac, mtu, addresses)
     }
 
+    /// Runs ip(8) and waits for it (posix_spawn + waitpid: Foundation's
+    /// Process watches children with a run loop that misses some exits here).
     func runIP(_ args: [String]) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        if !FileManager.default.fileExists(atPath: "/usr/sbin/ip") { p.executableURL = URL(fileURLWithPath: "/sbin/ip") }
-        p.arguments = args
-        let err = Pipe()
-        p.standardError = err
-        do {
-            try p.run()
-            p.waitUntilExit()
-            if p.terminationStatus != 0 {
-                let msg = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                log("ip \(args.joined(separator: " ")): \(msg.trimmingCharacters(in: .whitespacesAndNewlines))")
-            }
-        } catch { log("cannot run ip: \(error)") }
+        let path = access("/usr/sbin/ip", X_OK) == 0 ? "/usr/sbin/ip" : "/sbin/ip"
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { log("ip: pipe: \(String(cString: strerror(errno)))"); return }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
+        posix_spawn_file_actions_addclose(&actions, fds[0])
+        let argv = ([path] + args).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
+        close(fds[1])
+        defer { close(fds[0]) }
+        guard rc == 0 else { log("cannot run \(path): \(String(cString: strerror(rc)))"); return }
+        var err = [UInt8]()
+        var buf = [UInt8](repeating: 0, count: 512)
+        while true {
+            let n = read(fds[0], &buf, buf.count)
+            if n <= 0 { break }
+            err += buf[0..<n]
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        if status != 0 {
+            log("ip \(args.joined(separator: " ")): \(String(decoding: err, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
     }
 }
 

@@ -273,8 +273,8 @@ struct Work {
             return
         }
         let ring = k < pc ? f.txRings[k] : k < 2 * pc ? f.tapRings[k - pc] : f.slowRing
+        // Counted as sent (TX, to_kernel) by the lcore that hands it to the device.
         let sent = ring.map { Ring($0).enqueue(b, count: n) } ?? 0
-        if k >= pc && k < 2 * pc { counters[Counter.toKernel] &+= UInt64(sent) }
         if sent < n {
             counters[Counter.ringFull] &+= UInt64(n - sent)
             counters[Counter.drop(Int(DropReason.ringFull.rawValue))] &+= UInt64(n - sent)
@@ -300,6 +300,8 @@ struct Work {
         let p = mbufData(m), len = mbufLength(m)
         let r = Parser.parse(p, length: len, into: &info)
         guard r == .none else { drop(m, r); return }
+        // A router takes unicast frames for its own MAC only (plus broadcast and multicast).
+        guard p.load(as: UInt8.self) & 1 != 0 || s.isPortMAC(inPort, p) else { drop(m, .otherMAC); return }
         if info.l3 == PacketInfo.arp {
             let (result, learn) = NeighborDiscovery.arp(p, length: len, info, port: inPort, snapshot: s, learned: learned)
             if result == .replied {
@@ -339,6 +341,7 @@ struct Work {
         case .local(_, let echo):
             if echo {
                 ICMP.echoReply(p, info)
+                s.copyPortMAC(inPort, to: p + 6) // the request may have come to a broadcast MAC
                 counters[Counter.echoReplies] &+= 1
                 emit(m, inPort)
             } else if f.tapIds[inPort] >= 0 {
@@ -356,7 +359,8 @@ struct Work {
                 if icmpBucket.take(now: clock) {
                     if s.firstPortAddress(inPort, family: info.l3 == PacketInfo.ipv4 ? 4 : 6, into: scratch) {
                         if let q = rte_pktmbuf_alloc(f.pool) {
-                            let n = ICMP.error(p, info, type: type, code: code, mtu: mtu, source: scratch, srcMAC: p, dstMAC: p + 6, into: mbufData(q))
+                            s.copyPortMAC(inPort, to: scratch + 16)
+                            let n = ICMP.error(p, info, type: type, code: code, mtu: mtu, source: scratch, srcMAC: scratch + 16, dstMAC: p + 6, into: mbufData(q))
                             mbufSetLength(q, n)
                             counters[Counter.icmpErrorsSent] &+= 1
                             emit(q, inPort)

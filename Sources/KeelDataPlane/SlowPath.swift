@@ -62,7 +62,7 @@ final class SlowPath {
     func toKernel(_ m: OpaquePointer, port: Int) {
         guard let r = f.tapRings[port] else { mbufFree(m); return }
         one[0] = m
-        if Ring(r).enqueue(one, count: 1) == 1 { count(Counter.toKernel) } else { drop(m, .ringFull) }
+        if Ring(r).enqueue(one, count: 1) != 1 { drop(m, .ringFull) }
     }
 
     func loadStaticNeighbors(_ s: Snapshot) {
@@ -211,8 +211,9 @@ final class SlowPath {
         guard icmpBucket.take(now: monotonicNs()) else { count(Counter.icmpRateLimited); return }
         let v4 = info.l3 == PacketInfo.ipv4
         guard s.firstPortAddress(inPort, family: v4 ? 4 : 6, into: scratch), let q = rte_pktmbuf_alloc(pool) else { return }
-        // The frame was rewritten for forwarding only after resolution, so its MACs are still the sender's.
-        let n = ICMP.error(p, info, type: v4 ? 3 : 1, code: v4 ? 1 : 3, mtu: 0, source: scratch, srcMAC: p, dstMAC: p + 6, into: mbufData(q))
+        // The frame is rewritten only once resolved, so its source MAC is still the sender's.
+        s.copyPortMAC(inPort, to: scratch + 16)
+        let n = ICMP.error(p, info, type: v4 ? 3 : 1, code: v4 ? 1 : 3, mtu: 0, source: scratch, srcMAC: scratch + 16, dstMAC: p + 6, into: mbufData(q))
         mbufSetLength(q, n)
         count(Counter.icmpErrorsSent)
         send(q, port: inPort)

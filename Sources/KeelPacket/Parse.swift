@@ -28,6 +28,7 @@ public enum DropReason: UInt8, CaseIterable, Sendable {
     case notForUs = 24
     case noExceptionPath = 25
     case multicast = 26
+    case otherMAC = 27
 
     public var description: String {
         switch self {
@@ -57,6 +58,7 @@ public enum DropReason: UInt8, CaseIterable, Sendable {
         case .unknownPort: return "arrived on a port the snapshot does not know"
         case .notForUs: return "ARP/ND message not for the appliance"
         case .noExceptionPath: return "for the appliance, but the port has no TAP"
+        case .otherMAC: return "unicast frame for another MAC address (the port listens promiscuously)"
         case .multicast: return "multicast destination (not routed; the kernel gets it when the port has a TAP)"
         }
     }

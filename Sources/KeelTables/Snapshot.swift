@@ -82,6 +82,14 @@ public struct Snapshot: @unchecked Sendable {
         return false
     }
 
+    /// Whether the 6 bytes at `p` are `port`'s MAC.
+    @inlinable @inline(__always)
+    public func isPortMAC(_ port: Int, _ p: UnsafeRawPointer) -> Bool {
+        let m = ports + (port &* SnapshotLayout.portSize &+ 4)
+        return m.loadUnaligned(as: UInt32.self) == p.loadUnaligned(as: UInt32.self)
+            && m.loadUnaligned(fromByteOffset: 4, as: UInt16.self) == p.loadUnaligned(fromByteOffset: 4, as: UInt16.self)
+    }
+
     @inlinable @inline(__always)
     public func copyPortMAC(_ port: Int, to p: UnsafeMutableRawPointer) {
         p.copyMemory(from: ports + (port &* SnapshotLayout.portSize &+ 4), byteCount: 6)

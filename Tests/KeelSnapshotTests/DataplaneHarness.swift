@@ -30,7 +30,7 @@ struct DataplaneRun {
         yaml += pipeline ? "lcores: {main: 0, io: [1], workers: [2]}\n" : "lcores: {main: 0, io: [1]}\n"
         yaml += "ports:\n"
         for (i, frames) in inputs.enumerated() {
-            DataplanePcapTests.writePcap("\(dir)/in\(i).pcap", frames)
+            Pcap.writePcap("\(dir)/in\(i).pcap", frames)
             yaml += "  - name: \(routing.ports[i].name)\n    device: net_pcap\(i),rx_pcap=\(dir)/in\(i).pcap,tx_pcap=\(dir)/out\(i).pcap\n"
             if taps { yaml += "    tap: kt\(i)-\(tag.suffix(6))\n" }
         }
@@ -52,7 +52,7 @@ struct DataplaneRun {
         var r = DataplaneRun()
         r.status = dp.wait(seconds: seconds + 60)
         r.log = dp.output
-        r.outputs = (0..<inputs.count).map { DataplanePcapTests.readPcap("\(dir)/out\($0).pcap") }
+        r.outputs = (0..<inputs.count).map { Pcap.readPcap("\(dir)/out\($0).pcap") }
         if let line = r.log.split(separator: "\n").last(where: { $0.hasPrefix("{") }),
            let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] {
             r.stats = obj
