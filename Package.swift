@@ -108,7 +108,8 @@ let package = Package(
         ),
         .testTarget(
             name: "KeelSnapshotTests",
-            dependencies: ["KeelTables", "KeelAPI", "KeelCompiler", "KeelTestData", "KeelPacket", "keel-swaptest", "keel-dataplane"]
+            dependencies: ["KeelTables", "KeelAPI", "KeelCompiler", "KeelTestData", "KeelPacket", "KeelDataPlane", "keel-swaptest", "keel-dataplane"],
+            swiftSettings: [.unsafeFlags(dpdkSwiftFlags)]
         ),
         .testTarget(
             name: "KeelPacketTests",
