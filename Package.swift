@@ -65,10 +65,17 @@ let package = Package(
             name: "KeelTestData",
             dependencies: ["KeelTables", "KeelPacket"]
         ),
+        // The C reference of `keel-bench forward` (an l3fwd-shaped loop over rte_fib).
+        .target(
+            name: "CKeelBenchRef",
+            dependencies: ["CDPDK"],
+            cSettings: [.unsafeFlags(dpdkCFlags + ["-O3"])]
+        ),
         .executableTarget(
             name: "keel-bench",
             dependencies: [
                 "KeelTables", "KeelDPDK", "KeelTestData", "CKeelIntrinsics", "KeelAPI", "KeelCompiler",
+                "KeelDataPlane", "KeelStats", "KeelPacket", "CKeelBenchRef",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Atomics", package: "swift-atomics"),
             ],

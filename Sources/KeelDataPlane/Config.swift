@@ -13,12 +13,20 @@ public struct DataPlaneConfig: Equatable, Sendable {
         public var device: String
         /// The kernel interface of this port's exception path (nil: none).
         public var tap: String?
+
+        public init(name: String, device: String, tap: String? = nil) {
+            self.name = name; self.device = device; self.tap = tap
+        }
     }
     public struct Lcores: Equatable, Sendable {
         public var main: Int = 0
         public var io: [Int] = [1]
         /// Empty: the I/O lcores route too (run to completion; "one-lcore mode" with one I/O lcore).
         public var workers: [Int] = []
+
+        public init(main: Int = 0, io: [Int] = [1], workers: [Int] = []) {
+            self.main = main; self.io = io; self.workers = workers
+        }
     }
     public struct Queues: Equatable, Sendable {
         public var rxDescriptors = 1024

@@ -1,0 +1,203 @@
+import ArgumentParser
+import CKeelBenchRef
+import Foundation
+import KeelAPI
+import KeelCompiler
+import KeelDataPlane
+import KeelDPDK
+import KeelStats
+import KeelTables
+import KeelTestData
+
+/// Packets per second of one routing lcore: the real keel-dataplane loop
+/// (run to completion: rx → parse → LPM → rewrite → tx) against an
+/// l3fwd-shaped C loop over rte_fib on the same kind of ports, in the same
+/// process, one after the other on the same lcore. Input: a capture of
+/// 60-byte UDP frames to random routed destinations, replayed from memory by
+/// net_pcap (infinite_rx); output: net_null, which frees what it is given.
+struct ForwardBench: ParsableCommand {
+    /// The rate of `count` over `seconds`, after half a second of warm-up.
+    static func sample(_ seconds: Double, _ count: () -> UInt64) -> Double {
+        usleep(500_000)
+        let c0 = count(), t0 = now()
+        usleep(UInt32(seconds * 1e6))
+        return Double(count() - c0) / (Double(now() - t0) / 1e9)
+    }
+
+    static let configuration = CommandConfiguration(
+        commandName: "forward",
+        abstract: "Packets per second per routing lcore: keel-dataplane vs an l3fwd-style C loop over rte_fib, full IPv4 table."
+    )
+
+    @Option(help: "The full table (gzip, one CIDR a line).") var table = FullTable.defaultPath()
+    @Option(help: "Use only the first N IPv4 prefixes (default: all).") var routes: Int?
+    @Option(help: "Seconds per measured run (each side runs twice, alternating).") var seconds = 3.0
+    @Option(help: "Frames in the replayed capture.") var frames = 8192
+    @Option(help: "The lcore that forwards (the main lcore is 0).") var lcore = 1
+    @Flag(help: "Use 2 MiB huge pages for DPDK memory.") var hugePages = false
+    @Flag(help: "Print one JSON object instead of tables.") var json = false
+
+    func run() throws {
+        let dir = "/dev/shm/keel-bench-fwd-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+
+        var data = try FullTable.load(path: table)
+        if let routes { data.v4 = Array(data.v4.prefix(routes)) }
+        data.v4.removeAll { $0.prefix.address >> 24 == 10 } // keep clear of the bench's own 10/8 subnets
+        let gateways = 64
+        var config = Configuration(ports: [
+            Port(name: "p0", mac: "02:00:00:00:00:01", addresses: ["10.1.0.1/24"]),
+            Port(name: "p1", mac: "02:00:00:00:00:02", addresses: ["10.2.0.1/16"]),
+        ])
+        config.routes = data.v4.enumerated().map { i, r in Route(prefix: r.prefix.description, nextHops: [NextHop(gateway: "10.2.\(i % gateways).2")]) }
+        config.neighbors = (0..<gateways).map { Neighbor(address: "10.2.\($0).2", mac: String(format: "02:00:00:00:01:%02x", $0), port: "p1") }
+        let limits = SnapshotLimits(ipv4Groups: 4096, ipv6Groups: 512, nextHopGroups: 256, ecmpWays: 8, ports: 8,
+                                    neighbors: 256, vips: 4, backendsPerVIP: 8, maglevMaxSize: 4099)
+        let tables = "\(dir)/tables"
+        let file = try TablesFile.create(path: tables, limits: limits, readers: 4)
+        try SnapshotPublisher(file: file).publish(try Compiler(limits: limits).replace(with: config))
+
+        // Destinations: random addresses that the table routes.
+        let fibNH = try DPDKFibHolder(data: data, gateways: gateways, hugePages: hugePages, lcore: lcore)
+        var stream = AddressStream.uniformV4(count: frames * 4, seed: 42).makeIterator()
+        var pcap = Data()
+        func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { pcap.append(contentsOf: $0) } }
+        func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { pcap.append(contentsOf: $0) } }
+        u32(0xa1b2c3d4); u16(2); u16(4); u32(0); u32(0); u32(65535); u32(1)
+        var written = 0
+        while written < frames, let a = stream.next() {
+            guard fibNH.routed(a) else { continue }
+            var f = PacketBuilder.ipv4(src: "10.1.0.2", dst: "\(a >> 24).\(a >> 16 & 255).\(a >> 8 & 255).\(a & 255)",
+                                       srcPort: UInt16(1024 + written % 60000), payload: Array(repeating: 0x61, count: 18))
+            f.replaceSubrange(0..<6, with: [2, 0, 0, 0, 0, 1])
+            u32(UInt32(written)); u32(0); u32(UInt32(f.count)); u32(UInt32(f.count))
+            pcap.append(contentsOf: f)
+            written += 1
+        }
+        let capture = "\(dir)/in.pcap"
+        FileManager.default.createFile(atPath: capture, contents: pcap)
+
+        // One EAL for both: Keel's ports (pcap0 → null0) and the reference's (pcap1 → null1).
+        var dp = DataPlaneConfig(tables: tables, ports: [
+            .init(name: "p0", device: "net_pcap0,rx_pcap=\(capture),infinite_rx=1"),
+            .init(name: "p1", device: "net_null0"),
+        ])
+        dp.stats = "\(dir)/stats"
+        dp.lcores = .init(main: 0, io: [lcore], workers: [])
+        dp.mempool.mbufs = 32767
+        var eal = ["--no-pci", "--lcores", "0@0,\(lcore)@\(lcore)", "--log-level", "lib.eal:error", "--no-telemetry",
+                   "--file-prefix", "keelfwd\(getpid())",
+                   "--vdev=net_pcap1,rx_pcap=\(capture),infinite_rx=1", "--vdev=net_null1"]
+        eal += hugePages ? ["--in-memory", "--socket-mem", "2048"] : ["--no-huge", "--no-shconf", "-m", "3072"]
+        let plane = try DataPlane(config: dp, eal: eal, log: { _ in })
+        try fibNH.buildFib()
+        let refPool = try Mempool(name: "ref-pool", count: 32767)
+        guard let refIn = EthPort.find(name: "net_pcap1"), let refOut = EthPort.find(name: "net_null1") else {
+            throw BenchFailure("reference ports missing")
+        }
+        let rin = try EthPort(id: refIn, pool: refPool, queues: 1, rxDescriptors: 1024, txDescriptors: 1024, promiscuous: true)
+        let rout = try EthPort(id: refOut, pool: refPool, queues: 1, rxDescriptors: 1024, txDescriptors: 1024, promiscuous: true)
+
+        // Reference runs: the C loop on `lcore`, sampled after a warm-up.
+        func reference() throws -> Double {
+            let ctx = UnsafeMutablePointer<keel_ref_ctx>.allocate(capacity: 1)
+            defer { ctx.deallocate() }
+            ctx.initialize(to: keel_ref_ctx())
+            ctx.pointee.rx_port = rin.id
+            ctx.pointee.tx_port = rout.id
+            ctx.pointee.fib = UnsafeMutableRawPointer(fibNH.fib!.fib)
+            ctx.pointee.next_hops = UInt32(gateways)
+            ctx.pointee.src_mac = (2, 0, 0, 0, 0, 2)
+            ctx.pointee.macs = UnsafePointer(fibNH.macs)
+            try EAL.launch(lcore: lcore, keel_ref_l3fwd, UnsafeMutableRawPointer(ctx))
+            let rate = ForwardBench.sample(seconds) { ctx.pointee.packets }
+            ctx.pointee.stop = 1
+            EAL.waitAll()
+            return rate
+        }
+
+        let ref1 = try reference()
+        // Keel: the data plane's own loop; its stats file counts what port p1 sent.
+        let counter = Counter.txPackets(1)
+        final class Box: @unchecked Sendable { var rate = 0.0; var done = false }
+        let box = Box()
+        let stats = plane.stats, secs = seconds
+        let sampler = Thread {
+            box.rate = ForwardBench.sample(secs) { stats.total(counter) }
+            box.done = true
+        }
+        sampler.start()
+        try plane.run(seconds: seconds + 1.0)
+        while !box.done { usleep(10_000) }
+        let keelRate = box.rate
+        let ref2 = try reference()
+        rin.close(); rout.close()
+
+        let refRate = (ref1 + ref2) / 2
+        let ratio = keelRate / refRate
+        let tsc = Double(EAL.tscHz)
+        if json {
+            print(jsonString(["routes": data.v4.count, "frames": written, "seconds": seconds, "huge_pages": hugePages,
+                              "keel_pps": keelRate, "reference_pps": refRate, "reference_pps_runs": [ref1, ref2],
+                              "keel_cycles_per_packet": tsc / keelRate, "reference_cycles_per_packet": tsc / refRate,
+                              "ratio": ratio]))
+        } else {
+            print("forward: \(data.v4.count) IPv4 routes, \(written) frames of 60 bytes to random routed destinations, one lcore, \(hugePages ? "huge pages" : "4 KiB pages")")
+            var t = TextTable(header: ["", "Mpps", "cycles/packet"])
+            t.add(["keel-dataplane", fmt(keelRate / 1e6, 3), fmt(tsc / keelRate, 1)])
+            t.add(["C reference (l3fwd-style, rte_fib)", fmt(refRate / 1e6, 3), fmt(tsc / refRate, 1)])
+            print(t.render())
+            print("ratio keel / reference: \(fmt(ratio, 3))  (reference runs: \(fmt(ref1 / 1e6, 3)) and \(fmt(ref2 / 1e6, 3)) Mpps)")
+        }
+    }
+}
+
+/// The reference's rte_fib (built after the EAL starts) and its next-hop MACs.
+final class DPDKFibHolder {
+    let data: FullTable
+    let gateways: Int
+    var fib: DPDKFib4?
+    let macs: UnsafeMutablePointer<UInt8>
+    let sorted: [(UInt32, UInt32, UInt8)]
+
+    init(data: FullTable, gateways: Int, hugePages: Bool, lcore: Int) throws {
+        self.data = data
+        self.gateways = gateways
+        macs = .allocate(capacity: 6 * gateways)
+        for g in 0..<gateways { for (k, b) in [2, 0, 0, 0, 1, UInt8(g)].enumerated() { macs[6 * g + k] = b } }
+        sorted = data.v4.map { ($0.prefix.address, $0.prefix.address | (($0.prefix.length == 0 ? ~0 : ~(~0 << (32 - UInt32($0.prefix.length))))), $0.prefix.length) }
+    }
+
+    /// Whether some prefix covers `a` (before DPDK is up: a scan of a coarse bitmap of /16s, then the prefixes).
+    lazy var covered: Set<UInt32> = {
+        var s = Set<UInt32>()
+        for (lo, hi, _) in sorted { var x = lo >> 16; while x <= hi >> 16 { s.insert(x); x += 1 } }
+        return s
+    }()
+    lazy var byBlock: [UInt32: [(UInt32, UInt32)]] = {
+        var d: [UInt32: [(UInt32, UInt32)]] = [:]
+        for (lo, hi, len) in sorted where len >= 16 { d[lo >> 16, default: []].append((lo, hi)) }
+        return d
+    }()
+    lazy var wide: Set<UInt32> = {
+        var s = Set<UInt32>()
+        for (lo, hi, len) in sorted where len < 16 { var x = lo >> 16; while x <= hi >> 16 { s.insert(x); x += 1 } }
+        return s
+    }()
+
+    func routed(_ a: UInt32) -> Bool {
+        let b = a >> 16
+        guard covered.contains(b) else { return false }
+        if wide.contains(b) { return true }
+        return byBlock[b]?.contains { $0.0 <= a && a <= $0.1 } ?? false
+    }
+
+    func buildFib() throws {
+        var groups = 0
+        for r in data.v4 where r.prefix.length > 24 { groups += 1 }
+        let f = try DPDKFib4(name: "fwd-ref", maxRoutes: data.v4.count, tbl8Groups: max(groups, 1024) + 1024)
+        for (i, r) in data.v4.enumerated() { try f.add(r.prefix.address, r.prefix.length, nextHop: UInt32(i % gateways)) }
+        fib = f
+    }
+}
