@@ -21,6 +21,9 @@ public enum Verdict: Equatable, Sendable {
 public struct Forwarder {
     public init() {}
 
+    /// Pass as `hash` to have `route` compute the flow hash itself, only for ECMP groups.
+    public static let lazyHash: UInt64 = .max
+
     /// Routes the frame at `p` (`length` bytes) parsed into `info`. `hash` is its flow hash.
     @inlinable
     public func route(_ p: UnsafeMutableRawPointer, length: Int, _ info: PacketInfo, hash: UInt64,
@@ -52,7 +55,8 @@ public struct Forwarder {
         // TTL / hop limit: a router must not forward with 1 or less (RFC 1812 5.3.1).
         let ttl = p.load(fromByteOffset: l3 + (v4 ? 8 : 7), as: UInt8.self)
         if ttl <= 1 { return .icmpError(type: v4 ? 11 : 3, code: 0, mtu: 0) }
-        let member = s.member(group, count > 1 ? Int(hash % UInt64(count)) : 0)
+        // ECMP: the flow hash picks the member (computed here, only when there is a choice).
+        let member = s.member(group, count > 1 ? Int((hash == Forwarder.lazyHash ? FlowHash.of(p, info) : hash) % UInt64(count)) : 0)
         let port = member.port
         // The neighbor: the gateway, or on-link the destination itself (IPv4 mapped).
         if member.family != 0 {

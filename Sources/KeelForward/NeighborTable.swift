@@ -76,7 +76,7 @@ public struct NeighborTable: ~Copyable {
     }
 
     /// The entry index for (port, 16 mapped address bytes), or -1.
-    @inlinable
+    @inlinable @inline(__always)
     public func find(port: UInt16, address p: UnsafeRawPointer) -> Int {
         let hi = p.loadUnaligned(as: UInt64.self), lo = p.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
         var i = NeighborTable.slot(port, hi, lo, mask)

@@ -125,6 +125,10 @@ public struct IPv4LPMView: @unchecked Sendable {
         entries = (region + LPMLayout.headerSize).assumingMemoryBound(to: UInt32.self)
     }
 
+    /// Starts loading the root entry of `address`, for a lookup a little later.
+    @inlinable @inline(__always)
+    public func prefetch(_ address: UInt32) { keel_prefetch0(entries + Int(address >> 8)) }
+
     /// Next hop for `address` (host byte order), or `LPMEntry.noRoute`.
     @inlinable @inline(__always)
     public func lookup(_ address: UInt32) -> UInt32 {
@@ -229,6 +233,10 @@ public struct IPv6LPMView: @unchecked Sendable {
         }
         return LPMEntry.nextHop(e)
     }
+
+    /// Starts loading the root entry of the address at `p`.
+    @inlinable @inline(__always)
+    public func prefetch(_ p: UnsafePointer<UInt8>) { keel_prefetch0(entries + IPv6LPMView.rootIndex(p)) }
 
     @inlinable @inline(__always)
     public func lookup(_ p: UnsafePointer<UInt8>) -> UInt32 {

@@ -5,6 +5,7 @@ import KeelAPI
 import KeelCompiler
 import KeelDataPlane
 import KeelDPDK
+import KeelPacket
 import KeelStats
 import KeelTables
 import KeelTestData
@@ -14,7 +15,8 @@ import KeelTestData
 /// l3fwd-shaped C loop over rte_fib on the same kind of ports, in the same
 /// process, one after the other on the same lcore. Input: a capture of
 /// 60-byte UDP frames to random routed destinations, replayed from memory by
-/// net_pcap (infinite_rx); output: net_null, which frees what it is given.
+/// net_pcap (infinite_rx); output: net_null with no-rx=1 (it frees what it is
+/// given and, unlike its default, generates nothing for the loop to poll).
 struct ForwardBench: ParsableCommand {
     /// The rate of `count` over `seconds`, after half a second of warm-up.
     static func sample(_ seconds: Double, _ count: () -> UInt64) -> Double {
@@ -54,7 +56,9 @@ struct ForwardBench: ParsableCommand {
         config.neighbors = (0..<gateways).map { Neighbor(address: "10.2.\($0).2", mac: String(format: "02:00:00:00:01:%02x", $0), port: "p1") }
         let limits = SnapshotLimits(ipv4Groups: 4096, ipv6Groups: 512, nextHopGroups: 256, ecmpWays: 8, ports: 8,
                                     neighbors: 256, vips: 4, backendsPerVIP: 8, maglevMaxSize: 4099)
-        let tables = "\(dir)/tables"
+        // The tables file where keel-control puts it: on hugetlbfs when huge pages are asked for.
+        let tables = hugePages ? "\(TablesFile.defaultDirectory())/keel-bench-fwd-\(getpid()).tables" : "\(dir)/tables"
+        defer { unlink(tables) }
         let file = try TablesFile.create(path: tables, limits: limits, readers: 4)
         try SnapshotPublisher(file: file).publish(try Compiler(limits: limits).replace(with: config))
 
@@ -81,14 +85,14 @@ struct ForwardBench: ParsableCommand {
         // One EAL for both: Keel's ports (pcap0 → null0) and the reference's (pcap1 → null1).
         var dp = DataPlaneConfig(tables: tables, ports: [
             .init(name: "p0", device: "net_pcap0,rx_pcap=\(capture),infinite_rx=1"),
-            .init(name: "p1", device: "net_null0"),
+            .init(name: "p1", device: "net_null0,no-rx=1"),
         ])
         dp.stats = "\(dir)/stats"
         dp.lcores = .init(main: 0, io: [lcore], workers: [])
         dp.mempool.mbufs = 32767
         var eal = ["--no-pci", "--lcores", "0@0,\(lcore)@\(lcore)", "--log-level", "lib.eal:error", "--no-telemetry",
                    "--file-prefix", "keelfwd\(getpid())",
-                   "--vdev=net_pcap1,rx_pcap=\(capture),infinite_rx=1", "--vdev=net_null1"]
+                   "--vdev=net_pcap1,rx_pcap=\(capture),infinite_rx=1", "--vdev=net_null1,no-rx=1"]
         eal += hugePages ? ["--in-memory", "--socket-mem", "2048"] : ["--no-huge", "--no-shconf", "-m", "3072"]
         let plane = try DataPlane(config: dp, eal: eal, log: { _ in })
         try fibNH.buildFib()
@@ -131,6 +135,11 @@ struct ForwardBench: ParsableCommand {
         try plane.run(seconds: seconds + 1.0)
         while !box.done { usleep(10_000) }
         let keelRate = box.rate
+        let keelRx = stats.total(Counter.rxPackets(0)), keelTx = stats.total(Counter.txPackets(1))
+        var keelDrops: [String: UInt64] = [:]
+        for r in DropReason.allCases where r != .none && stats.total(Counter.drop(Int(r.rawValue))) > 0 {
+            keelDrops["\(r)"] = stats.total(Counter.drop(Int(r.rawValue)))
+        }
         let ref2 = try reference()
         rin.close(); rout.close()
 
@@ -141,7 +150,8 @@ struct ForwardBench: ParsableCommand {
             print(jsonString(["routes": data.v4.count, "frames": written, "seconds": seconds, "huge_pages": hugePages,
                               "keel_pps": keelRate, "reference_pps": refRate, "reference_pps_runs": [ref1, ref2],
                               "keel_cycles_per_packet": tsc / keelRate, "reference_cycles_per_packet": tsc / refRate,
-                              "ratio": ratio]))
+                              "ratio": ratio,
+                              "keel_rx_packets": keelRx, "keel_tx_packets": keelTx, "keel_drops": keelDrops]))
         } else {
             print("forward: \(data.v4.count) IPv4 routes, \(written) frames of 60 bytes to random routed destinations, one lcore, \(hugePages ? "huge pages" : "4 KiB pages")")
             var t = TextTable(header: ["", "Mpps", "cycles/packet"])
@@ -149,6 +159,7 @@ struct ForwardBench: ParsableCommand {
             t.add(["C reference (l3fwd-style, rte_fib)", fmt(refRate / 1e6, 3), fmt(tsc / refRate, 1)])
             print(t.render())
             print("ratio keel / reference: \(fmt(ratio, 3))  (reference runs: \(fmt(ref1 / 1e6, 3)) and \(fmt(ref2 / 1e6, 3)) Mpps)")
+            print("keel-dataplane: \(keelRx) received, \(keelTx) sent\(keelDrops.isEmpty ? "" : ", dropped: \(keelDrops)")")
         }
     }
 }
