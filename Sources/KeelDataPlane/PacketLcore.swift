@@ -221,7 +221,7 @@ struct Work {
     let forwarder = Forwarder()
     /// Per burst: each packet's parse result and headers (pass 1 → pass 2).
     let infos: UnsafeMutablePointer<PacketInfo>
-    let results: UnsafeMutablePointer<UInt8>
+    let results: UnsafeMutablePointer<DropReason>
     var clock: UInt64
     var icmpBucket: TokenBucket
     var slowStage: Int { 2 * f.portCount }
@@ -301,7 +301,7 @@ struct Work {
             let m = rx[i]!
             let p = mbufData(m)
             let r = Parser.parse(p, length: mbufLength(m), into: &infos[i])
-            results[i] = r.rawValue
+            results[i] = r
             if r == .none {
                 let l3 = Int(infos[i].l3Offset)
                 if infos[i].l3 == PacketInfo.ipv4 {
@@ -312,7 +312,7 @@ struct Work {
             }
         }
         for i in 0..<n {
-            process(rx[i]!, parsed: DropReason(rawValue: results[i])!, info: infos[i], snapshot: s, neighbors: neighbors)
+            process(rx[i]!, parsed: results[i], info: infos[i], snapshot: s, neighbors: neighbors)
         }
     }
 
