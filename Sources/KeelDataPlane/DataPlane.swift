@@ -141,6 +141,8 @@ public final class DataPlane {
                         neighborMemory: stats.neighborRegion, neighborCapacity: capacity, stage: .create(0), burst: burst,
                         icmpRate: UInt64(c.icmp.rate), icmpBurst: UInt64(c.icmp.burst))
         _ = NeighborTable(memory: stats.neighborRegion, capacity: capacity) // zeroes it
+        fabric.nextHopGroups = file.layout.limits.nextHopGroups
+        fabric.ecmpWays = file.layout.limits.ecmpWays
 
         acceptor = SnapshotAcceptor(file: file)
         if case .refused(let g, let why) = acceptor.poll() { log("refused snapshot generation \(g): \(why)") }

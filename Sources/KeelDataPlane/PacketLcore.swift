@@ -33,6 +33,8 @@ public struct Fabric: @unchecked Sendable {
     public var stage: UnsafeAtomic<Int>
     public var burst = 32
     public var icmpRate: UInt64 = 1000, icmpBurst: UInt64 = 100
+    /// Snapshot limits, for the per-lcore next-hop MAC cache.
+    public var nextHopGroups = 1, ecmpWays = 1
 
     public static let maxDPDKPorts = 64
 }
@@ -92,7 +94,7 @@ public struct PacketLcore: @unchecked Sendable {
             switch kind {
             case .worker:
                 let n = Ring(f.workerRings[workerIndex]!).dequeue(rx, max: burst)
-                if n > 0 { w.processBurst(rx, n, snapshot: reader!.snapshot, neighbors: neighbors, info: &info) }
+                if n > 0 { w.processBurst(rx, n, snapshot: reader!.snapshot, seen: reader!.seen, neighbors: neighbors, info: &info) }
                 w.flushAll()
             case .single:
                 if st == 0 {
@@ -100,7 +102,7 @@ public struct PacketLcore: @unchecked Sendable {
                         let n = EthPort(existing: f.portIds[p]).receive(queue: 0, rx, max: UInt16(burst))
                         if n > 0 {
                             countRX(p, rx, n)
-                            w.processBurst(rx, n, snapshot: reader!.snapshot, neighbors: neighbors, info: &info)
+                            w.processBurst(rx, n, snapshot: reader!.snapshot, seen: reader!.seen, neighbors: neighbors, info: &info)
                         }
                     }
                 }
@@ -219,6 +221,7 @@ struct Work {
     let scratch = UnsafeMutableRawPointer.allocate(byteCount: 32, alignment: 16)
     let learned = UnsafeMutableRawPointer.allocate(byteCount: 32, alignment: 16)
     let forwarder = Forwarder()
+    var cache: NeighborCache
     /// Per burst: each packet's parse result and headers (pass 1 → pass 2).
     let infos: UnsafeMutablePointer<PacketInfo>
     let results: UnsafeMutablePointer<DropReason>
@@ -232,6 +235,7 @@ struct Work {
         infos = .allocate(capacity: f.burst)
         infos.initialize(repeating: PacketInfo(), count: f.burst)
         results = .allocate(capacity: f.burst)
+        cache = NeighborCache(groups: f.nextHopGroups, ways: f.ecmpWays)
         clock = monotonicNs()
         icmpBucket = TokenBucket(rate: f.icmpRate, burst: f.icmpBurst, now: clock)
     }
@@ -293,8 +297,10 @@ struct Work {
     /// caches; issuing the loads of a whole burst before using any lets them
     /// overlap instead of stalling one packet at a time.
     @inline(__always)
-    mutating func processBurst(_ rx: UnsafeMutablePointer<OpaquePointer?>, _ n: Int, snapshot s: Snapshot,
+    mutating func processBurst(_ rx: UnsafeMutablePointer<OpaquePointer?>, _ n: Int, snapshot s: Snapshot, seen: UInt64,
                                neighbors: borrowing NeighborTable, info: inout PacketInfo) {
+        // Cached MACs hold while neither the neighbor table nor the snapshot changed.
+        cache.tag = (neighbors.version &<< 24 ^ seen) | 1
         for i in 0..<min(n, 4) { mbufPrefetch(rx[i]!) }
         for i in 0..<n {
             if i &+ 4 < n { mbufPrefetch(rx[i &+ 4]!) }
@@ -356,7 +362,7 @@ struct Work {
             if f.tapIds[inPort] >= 0 { emit(m, f.portCount &+ inPort) } else { drop(m, .multicast) }
             return
         }
-        let v = forwarder.route(p, length: len, info, hash: Forwarder.lazyHash, snapshot: s, neighbors: neighbors, nextHop: nextHop)
+        let v = forwarder.route(p, length: len, info, hash: Forwarder.lazyHash, snapshot: s, neighbors: neighbors, nextHop: nextHop, cache: cache)
         switch v {
         case .forward(let out):
             emit(m, Int(out))

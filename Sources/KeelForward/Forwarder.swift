@@ -27,7 +27,8 @@ public struct Forwarder {
     /// Routes the frame at `p` (`length` bytes) parsed into `info`. `hash` is its flow hash.
     @inlinable
     public func route(_ p: UnsafeMutableRawPointer, length: Int, _ info: PacketInfo, hash: UInt64,
-                      snapshot s: Snapshot, neighbors: borrowing NeighborTable, nextHop: UnsafeMutableRawPointer) -> Verdict {
+                      snapshot s: Snapshot, neighbors: borrowing NeighborTable, nextHop: UnsafeMutableRawPointer,
+                      cache: NeighborCache? = nil) -> Verdict {
         let l3 = Int(info.l3Offset)
         let group: UInt32
         let v4 = info.l3 == PacketInfo.ipv4
@@ -56,7 +57,8 @@ public struct Forwarder {
         let ttl = p.load(fromByteOffset: l3 + (v4 ? 8 : 7), as: UInt8.self)
         if ttl <= 1 { return .icmpError(type: v4 ? 11 : 3, code: 0, mtu: 0) }
         // ECMP: the flow hash picks the member (computed here, only when there is a choice).
-        let member = s.member(group, count > 1 ? Int((hash == Forwarder.lazyHash ? FlowHash.of(p, info) : hash) % UInt64(count)) : 0)
+        let k = count > 1 ? Int((hash == Forwarder.lazyHash ? FlowHash.of(p, info) : hash) % UInt64(count)) : 0
+        let member = s.member(group, k)
         let port = member.port
         // The neighbor: the gateway, or on-link the destination itself (IPv4 mapped).
         if member.family != 0 {
@@ -75,14 +77,26 @@ public struct Forwarder {
             let df = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: l3 + 6, as: UInt16.self)) & 0x4000 != 0
             return df ? .icmpError(type: 3, code: 4, mtu: UInt16(mtu)) : .drop(.tooBig)
         }
-        guard let mac = neighbors.lookup(port: port, address: nextHop) else { return .resolve(port: port) }
+        // The neighbor's MAC: from the lcore's cache for gateways, else from the table.
+        var w: UInt64 = 0
+        if let cache, member.family != 0 {
+            w = cache.get(group, k)
+            if w == 0 {
+                w = neighbors.lookupWord(port: port, address: nextHop)
+                if w != 0 { cache.put(group, k, w) }
+            }
+        } else {
+            w = neighbors.lookupWord(port: port, address: nextHop)
+        }
+        guard w != 0 else { return .resolve(port: port) }
         if v4 {
             decrementTTL(ipv4: p + l3)
         } else {
             p.storeBytes(of: ttl &- 1, toByteOffset: l3 + 7, as: UInt8.self)
         }
         // Ethernet: destination = neighbor, source = out port.
-        withUnsafeBytes(of: mac) { p.copyMemory(from: $0.baseAddress!, byteCount: 6) }
+        p.storeBytes(of: UInt32(truncatingIfNeeded: w), as: UInt32.self)
+        p.storeBytes(of: UInt16(truncatingIfNeeded: w >> 32), toByteOffset: 4, as: UInt16.self)
         s.copyPortMAC(Int(port), to: p + 6)
         return .forward(port: port)
     }

@@ -17,9 +17,16 @@ import KeelTables
 ///
 /// Entries are never deleted (expiry clears the MAC word only), so a probe
 /// chain never breaks; the table holds at most half its capacity in keys.
+///
+/// Memory: a 64-byte header (a version word the writer bumps on every MAC
+/// change, so readers may cache MACs and know when to look again), then the
+/// entries: `NeighborTable.bytes(capacity:)` in all.
 public struct NeighborTable: ~Copyable {
-    public static let entrySize = 32
+    public static let entrySize = 32, headerSize = 64
+    public static func bytes(capacity: Int) -> Int { headerSize + capacity * entrySize }
+    /// The entries (after the header).
     @usableFromInline let base: UnsafeMutableRawPointer
+    @usableFromInline let versionWord: UnsafeAtomic<UInt64>
     @usableFromInline let mask: Int
     let owned: Bool
     /// Keys in use (the writer's count).
@@ -29,24 +36,31 @@ public struct NeighborTable: ~Copyable {
     /// Its own memory; `capacity` is rounded up to a power of two (keep it at least twice the neighbors).
     public init(capacity: Int) {
         let n = NeighborTable.roundUp(capacity)
-        base = .allocate(byteCount: n * NeighborTable.entrySize, alignment: 64)
-        base.initializeMemory(as: UInt8.self, repeating: 0, count: n * NeighborTable.entrySize)
+        let m = UnsafeMutableRawPointer.allocate(byteCount: NeighborTable.bytes(capacity: n), alignment: 64)
+        m.initializeMemory(as: UInt8.self, repeating: 0, count: NeighborTable.bytes(capacity: n))
+        base = m + NeighborTable.headerSize
+        versionWord = UnsafeAtomic(at: m.assumingMemoryBound(to: UInt64.AtomicRepresentation.self))
         mask = n - 1
         owned = true
     }
 
-    /// Over `memory` (capacity × 32 bytes, capacity a power of two), zeroed
+    /// Over `memory` (`bytes(capacity:)`, capacity a power of two), zeroed
     /// unless `attach` (a reader attaching to a writer's table).
     public init(memory: UnsafeMutableRawPointer, capacity: Int, attach: Bool = false) {
         precondition(capacity > 0 && capacity & (capacity - 1) == 0, "neighbor table capacity must be a power of two")
-        base = memory
+        base = memory + NeighborTable.headerSize
+        versionWord = UnsafeAtomic(at: memory.assumingMemoryBound(to: UInt64.AtomicRepresentation.self))
         mask = capacity - 1
         owned = false
-        if !attach { memory.initializeMemory(as: UInt8.self, repeating: 0, count: capacity * NeighborTable.entrySize) }
+        if !attach { memory.initializeMemory(as: UInt8.self, repeating: 0, count: NeighborTable.bytes(capacity: capacity)) }
         else { for i in 0..<capacity where used(i) { count += 1 } }
     }
 
-    deinit { if owned { base.deallocate() } }
+    deinit { if owned { (base - NeighborTable.headerSize).deallocate() } }
+
+    /// Bumped by the writer after every MAC change.
+    @inlinable @inline(__always)
+    public var version: UInt64 { versionWord.load(ordering: .acquiring) }
 
     public static func roundUp(_ capacity: Int) -> Int {
         var n = 16
@@ -91,6 +105,14 @@ public struct NeighborTable: ~Copyable {
 
     static let valid: UInt64 = 1 << 63
 
+    /// The MAC word for (port, address): the MAC in the low 6 bytes (memory
+    /// order) and bit 63 set, or 0 when unknown or unresolved.
+    @inlinable @inline(__always)
+    public func lookupWord(port: UInt16, address p: UnsafeRawPointer) -> UInt64 {
+        let i = find(port: port, address: p)
+        return i >= 0 ? macWord(i).load(ordering: .relaxed) : 0
+    }
+
     /// MAC for (port, address as 16 mapped bytes), or nil when unknown or unresolved.
     @inlinable
     public func lookup(port: UInt16, address p: UnsafeRawPointer) -> (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)? {
@@ -130,10 +152,14 @@ public struct NeighborTable: ~Copyable {
         var w = NeighborTable.valid
         for k in 0..<6 { w |= UInt64(mac.load(fromByteOffset: k, as: UInt8.self)) << (8 * k) }
         macWord(i).store(w, ordering: .releasing)
+        versionWord.wrappingIncrement(ordering: .releasing)
     }
 
     /// Forgets entry `i`'s MAC (expired or failed): readers ask again.
-    public func clearMAC(_ i: Int) { macWord(i).store(0, ordering: .releasing) }
+    public func clearMAC(_ i: Int) {
+        macWord(i).store(0, ordering: .releasing)
+        versionWord.wrappingIncrement(ordering: .releasing)
+    }
 
     public func hasMAC(_ i: Int) -> Bool { macWord(i).load(ordering: .relaxed) & NeighborTable.valid != 0 }
 
@@ -166,3 +192,44 @@ public struct NeighborTable: ~Copyable {
         return true
     }
 }
+
+/// A routing lcore's cache of next-hop MACs, indexed by (next-hop group,
+/// member): a dense array that stays in L1 where the neighbor table's
+/// hashed entries would not. An entry is valid while its tag equals `tag`,
+/// which the lcore sets once per burst from the neighbor table's version
+/// and the snapshot it runs on, so any MAC change or snapshot switch sends
+/// every lookup back to the table once.
+public struct NeighborCache: @unchecked Sendable {
+    @usableFromInline let tags: UnsafeMutablePointer<UInt64>
+    @usableFromInline let macs: UnsafeMutablePointer<UInt64>
+    @usableFromInline let groups: Int
+    @usableFromInline let ways: Int
+    public var tag: UInt64 = 1
+
+    public init(groups: Int, ways: Int) {
+        self.groups = groups
+        self.ways = ways
+        tags = .allocate(capacity: groups * ways)
+        tags.initialize(repeating: 0, count: groups * ways)
+        macs = .allocate(capacity: groups * ways)
+        macs.initialize(repeating: 0, count: groups * ways)
+    }
+
+    /// Member-major: the first members of all groups sit together.
+    @inlinable @inline(__always)
+    func slot(_ group: UInt32, _ member: Int) -> Int { member &* groups &+ Int(group) }
+
+    @inlinable @inline(__always)
+    public func get(_ group: UInt32, _ member: Int) -> UInt64 {
+        let i = slot(group, member)
+        return tags[i] == tag ? macs[i] : 0
+    }
+
+    @inlinable @inline(__always)
+    public func put(_ group: UInt32, _ member: Int, _ word: UInt64) {
+        let i = slot(group, member)
+        tags[i] = tag
+        macs[i] = word
+    }
+}
+

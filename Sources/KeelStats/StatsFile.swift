@@ -38,7 +38,7 @@ public final class StatsFile: @unchecked Sendable {
     public var neighborRegion: UnsafeMutableRawPointer { base + StatsFile.headerSize + lcores * StatsFile.blockSize }
 
     public static func size(lcores: Int, neighborCapacity: Int, entrySize: Int = 32) -> Int {
-        let n = headerSize + lcores * blockSize + neighborCapacity * entrySize
+        let n = headerSize + lcores * blockSize + 64 + neighborCapacity * entrySize // 64: the table's header (version)
         return (n + 4095) & ~4095
     }
 

@@ -12,8 +12,8 @@ import KeelTestData
 
 /// Packets per second of one routing lcore: the real keel-dataplane loop
 /// (run to completion: rx → parse → LPM → rewrite → tx) against an
-/// l3fwd-shaped C loop over rte_fib on the same kind of ports, in the same
-/// process, one after the other on the same lcore. Input: a capture of
+/// l3fwd-shaped C loop over rte_fib on the same kind of ports and the same
+/// lcore, each side in its own child process, alternating. Input: a capture of
 /// 60-byte UDP frames to random routed destinations, replayed from memory by
 /// net_pcap (infinite_rx); output: net_null with no-rx=1 (it frees what it is
 /// given and, unlike its default, generates nothing for the loop to poll).
@@ -33,39 +33,87 @@ struct ForwardBench: ParsableCommand {
 
     @Option(help: "The full table (gzip, one CIDR a line).") var table = FullTable.defaultPath()
     @Option(help: "Use only the first N IPv4 prefixes (default: all).") var routes: Int?
-    @Option(help: "Seconds per measured run (each side runs twice, alternating).") var seconds = 3.0
+    @Option(help: "Seconds per measured run.") var seconds = 3.0
     @Option(help: "Frames in the replayed capture.") var frames = 8192
     @Option(help: "The lcore that forwards (the main lcore is 0).") var lcore = 1
     @Flag(help: "Use 2 MiB huge pages for DPDK memory.") var hugePages = false
     @Flag(help: "Print one JSON object instead of tables.") var json = false
-    @Flag(help: .hidden) var skipReference = false // for profiling keel-dataplane alone
 
+    @Option(help: .hidden) var side: String? // a child run: "keel" or "reference"
+    @Option(help: "Runs of each side (child processes, alternating keel, reference, ...).") var runs = 2
+
+    /// The parent: alternates child processes, one side each, so neither
+    /// inherits the other's cache, TLB or allocator state; reports medians.
     func run() throws {
+        if let side { return try child(side) }
+        let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        var keel: [[String: Any]] = [], ref: [[String: Any]] = []
+        for _ in 0..<runs {
+            for s in ["keel", "reference"] {
+                var args = ["forward", "--side", s, "--table", table, "--seconds", String(seconds), "--frames", String(frames), "--lcore", String(lcore)]
+                if let routes { args += ["--routes", String(routes)] }
+                if hugePages { args.append("--huge-pages") }
+                let out = try runChild(me, args)
+                guard let line = out.split(separator: "\n").last(where: { $0.hasPrefix("{") }),
+                      let d = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+                    throw BenchFailure("forward --side \(s) printed no result:\n\(out)")
+                }
+                if s == "keel" { keel.append(d) } else { ref.append(d) }
+            }
+        }
+        func median(_ xs: [Double]) -> Double { let v = xs.sorted(); return v.count % 2 == 1 ? v[v.count / 2] : (v[v.count / 2 - 1] + v[v.count / 2]) / 2 }
+        let keelRuns = keel.map { ($0["pps"] as? Double) ?? 0 }, refRuns = ref.map { ($0["pps"] as? Double) ?? 0 }
+        let keelRate = median(keelRuns), refRate = median(refRuns)
+        let tsc = (keel.first?["tsc_hz"] as? Double) ?? 2.1e9
+        let ratio = keelRate / refRate
+        let routesUsed = (keel.first?["routes"] as? Int) ?? 0, written = (keel.first?["frames"] as? Int) ?? 0
+        let drops = keel.first?["drops"] as? [String: Any] ?? [:]
+        let rx = keel.map { ($0["rx_packets"] as? Int) ?? 0 }, tx = keel.map { ($0["tx_packets"] as? Int) ?? 0 }
+        if json {
+            print(jsonString(["routes": routesUsed, "frames": written, "seconds": seconds, "huge_pages": hugePages, "runs": runs,
+                              "keel_pps": keelRate, "reference_pps": refRate, "keel_pps_runs": keelRuns, "reference_pps_runs": refRuns,
+                              "keel_cycles_per_packet": tsc / keelRate, "reference_cycles_per_packet": tsc / refRate, "ratio": ratio,
+                              "keel_rx_packets": rx, "keel_tx_packets": tx, "keel_drops": drops]))
+        } else {
+            print("forward: \(routesUsed) IPv4 routes, \(written) frames of 60 bytes to random routed destinations, one lcore, \(hugePages ? "huge pages" : "4 KiB pages"), median of \(runs) runs each")
+            var t = TextTable(header: ["", "Mpps", "cycles/packet", "runs (Mpps)"])
+            t.add(["keel-dataplane", fmt(keelRate / 1e6, 3), fmt(tsc / keelRate, 1), keelRuns.map { fmt($0 / 1e6, 2) }.joined(separator: " ")])
+            t.add(["C reference (l3fwd-style, rte_fib)", fmt(refRate / 1e6, 3), fmt(tsc / refRate, 1), refRuns.map { fmt($0 / 1e6, 2) }.joined(separator: " ")])
+            print(t.render())
+            print("ratio keel / reference: \(fmt(ratio, 3))")
+            print("keel-dataplane: \(rx) received, \(tx) sent\(drops.isEmpty ? "" : ", dropped: \(drops)")")
+        }
+    }
+
+    func runChild(_ exe: URL, _ args: [String]) throws -> String {
+        let out = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("keel-fwd-\(UUID().uuidString)")
+        FileManager.default.createFile(atPath: out.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: out) }
+        let p = Process()
+        p.executableURL = exe
+        p.arguments = args
+        let h = try FileHandle(forWritingTo: out)
+        p.standardOutput = h
+        p.standardError = h
+        try p.run()
+        p.waitUntilExit()
+        try? h.close()
+        let text = (try? String(contentsOf: out, encoding: .utf8)) ?? ""
+        guard p.terminationStatus == 0 else { throw BenchFailure("forward --side failed (\(p.terminationStatus)):\n\(text)") }
+        return text
+    }
+
+    /// One side in this process: builds the same capture (fixed seed), then measures.
+    func child(_ side: String) throws {
         let dir = "/dev/shm/keel-bench-fwd-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-
         var data = try FullTable.load(path: table)
         if let routes { data.v4 = Array(data.v4.prefix(routes)) }
         data.v4.removeAll { $0.prefix.address >> 24 == 10 } // keep clear of the bench's own 10/8 subnets
         let gateways = 64
-        var config = Configuration(ports: [
-            Port(name: "p0", mac: "02:00:00:00:00:01", addresses: ["10.1.0.1/24"]),
-            Port(name: "p1", mac: "02:00:00:00:00:02", addresses: ["10.2.0.1/16"]),
-        ])
-        config.routes = data.v4.enumerated().map { i, r in Route(prefix: r.prefix.description, nextHops: [NextHop(gateway: "10.2.\(i % gateways).2")]) }
-        config.neighbors = (0..<gateways).map { Neighbor(address: "10.2.\($0).2", mac: String(format: "02:00:00:00:01:%02x", $0), port: "p1") }
-        let limits = SnapshotLimits(ipv4Groups: 4096, ipv6Groups: 512, nextHopGroups: 256, ecmpWays: 8, ports: 8,
-                                    neighbors: 256, vips: 4, backendsPerVIP: 8, maglevMaxSize: 4099)
-        // The tables file where keel-control puts it: on hugetlbfs when huge pages are asked for.
-        let tables = hugePages ? "\(TablesFile.defaultDirectory())/keel-bench-fwd-\(getpid()).tables" : "\(dir)/tables"
-        defer { unlink(tables) }
-        let file = try TablesFile.create(path: tables, limits: limits, readers: 4)
-        try SnapshotPublisher(file: file).publish(try Compiler(limits: limits).replace(with: config))
-
-        // Destinations: random addresses that the table routes.
         let fibNH = try DPDKFibHolder(data: data, gateways: gateways, hugePages: hugePages, lcore: lcore)
-        var stream = AddressStream.uniformV4(count: frames * 4, seed: 42).makeIterator()
+        var stream = AddressStream.uniformV4(count: frames * 8, seed: 42).makeIterator()
         var pcap = Data()
         func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { pcap.append(contentsOf: $0) } }
         func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { pcap.append(contentsOf: $0) } }
@@ -82,30 +130,63 @@ struct ForwardBench: ParsableCommand {
         }
         let capture = "\(dir)/in.pcap"
         FileManager.default.createFile(atPath: capture, contents: pcap)
-
-        // One EAL for both: Keel's ports (pcap0 → null0) and the reference's (pcap1 → null1).
-        var dp = DataPlaneConfig(tables: tables, ports: [
-            .init(name: "p0", device: "net_pcap0,rx_pcap=\(capture),infinite_rx=1"),
-            .init(name: "p1", device: "net_null0,no-rx=1"),
-        ])
-        dp.stats = "\(dir)/stats"
-        dp.lcores = .init(main: 0, io: [lcore], workers: [])
-        dp.mempool.mbufs = 32767
         var eal = ["--no-pci", "--lcores", "0@0,\(lcore)@\(lcore)", "--log-level", "lib.eal:error", "--no-telemetry",
-                   "--file-prefix", "keelfwd\(getpid())",
-                   "--vdev=net_pcap1,rx_pcap=\(capture),infinite_rx=1", "--vdev=net_null1,no-rx=1"]
+                   "--file-prefix", "keelfwd\(getpid())"]
         eal += hugePages ? ["--in-memory", "--socket-mem", "2048"] : ["--no-huge", "--no-shconf", "-m", "3072"]
-        let plane = try DataPlane(config: dp, eal: eal, log: { _ in })
-        try fibNH.buildFib()
-        let refPool = try Mempool(name: "ref-pool", count: 32767)
-        guard let refIn = EthPort.find(name: "net_pcap1"), let refOut = EthPort.find(name: "net_null1") else {
-            throw BenchFailure("reference ports missing")
-        }
-        let rin = try EthPort(id: refIn, pool: refPool, queues: 1, rxDescriptors: 1024, txDescriptors: 1024, promiscuous: true)
-        let rout = try EthPort(id: refOut, pool: refPool, queues: 1, rxDescriptors: 1024, txDescriptors: 1024, promiscuous: true)
+        var result: [String: Any] = ["routes": data.v4.count, "frames": written, "tsc_hz": 0.0]
 
-        // Reference runs: the C loop on `lcore`, sampled after a warm-up.
-        func reference() throws -> Double {
+        if side == "keel" {
+            var config = Configuration(ports: [
+                Port(name: "p0", mac: "02:00:00:00:00:01", addresses: ["10.1.0.1/24"]),
+                Port(name: "p1", mac: "02:00:00:00:00:02", addresses: ["10.2.0.1/16"]),
+            ])
+            config.routes = data.v4.enumerated().map { i, r in Route(prefix: r.prefix.description, nextHops: [NextHop(gateway: "10.2.\(i % gateways).2")]) }
+            config.neighbors = (0..<gateways).map { Neighbor(address: "10.2.\($0).2", mac: String(format: "02:00:00:00:01:%02x", $0), port: "p1") }
+            let limits = SnapshotLimits(ipv4Groups: 4096, ipv6Groups: 512, nextHopGroups: 256, ecmpWays: 8, ports: 8,
+                                        neighbors: 256, vips: 4, backendsPerVIP: 8, maglevMaxSize: 4099)
+            // The tables file where keel-control puts it: on hugetlbfs when huge pages are asked for.
+            let tables = hugePages ? "\(TablesFile.defaultDirectory())/keel-bench-fwd-\(getpid()).tables" : "\(dir)/tables"
+            defer { unlink(tables) }
+            let file = try TablesFile.create(path: tables, limits: limits, readers: 4)
+            try SnapshotPublisher(file: file).publish(try Compiler(limits: limits).replace(with: config))
+            var dp = DataPlaneConfig(tables: tables, ports: [
+                .init(name: "p0", device: "net_pcap0,rx_pcap=\(capture),infinite_rx=1"),
+                .init(name: "p1", device: "net_null0,no-rx=1"),
+            ])
+            dp.stats = "\(dir)/stats"
+            dp.lcores = .init(main: 0, io: [lcore], workers: [])
+            dp.mempool.mbufs = 32767
+            let plane = try DataPlane(config: dp, eal: eal, log: { _ in })
+            result["tsc_hz"] = Double(EAL.tscHz)
+            final class Box: @unchecked Sendable { var rate = 0.0; var done = false }
+            let box = Box()
+            let stats = plane.stats, secs = seconds
+            let counter = Counter.txPackets(1)
+            let sampler = Thread {
+                box.rate = ForwardBench.sample(secs) { stats.total(counter) }
+                box.done = true
+            }
+            sampler.start()
+            try plane.run(seconds: seconds + 1.0)
+            while !box.done { usleep(10_000) }
+            var drops: [String: UInt64] = [:]
+            for r in DropReason.allCases where r != .none && stats.total(Counter.drop(Int(r.rawValue))) > 0 {
+                drops["\(r)"] = stats.total(Counter.drop(Int(r.rawValue)))
+            }
+            result["pps"] = box.rate
+            result["rx_packets"] = stats.total(Counter.rxPackets(0))
+            result["tx_packets"] = stats.total(Counter.txPackets(1))
+            result["drops"] = drops
+        } else {
+            try EAL.initialize(["keel-bench"] + eal + ["--vdev=net_pcap1,rx_pcap=\(capture),infinite_rx=1", "--vdev=net_null1,no-rx=1"])
+            result["tsc_hz"] = Double(EAL.tscHz)
+            try fibNH.buildFib()
+            let refPool = try Mempool(name: "ref-pool", count: 32767)
+            guard let refIn = EthPort.find(name: "net_pcap1"), let refOut = EthPort.find(name: "net_null1") else {
+                throw BenchFailure("reference ports missing")
+            }
+            let rin = try EthPort(id: refIn, pool: refPool, queues: 1, rxDescriptors: 1024, txDescriptors: 1024, promiscuous: true)
+            let rout = try EthPort(id: refOut, pool: refPool, queues: 1, rxDescriptors: 1024, txDescriptors: 1024, promiscuous: true)
             let ctx = UnsafeMutablePointer<keel_ref_ctx>.allocate(capacity: 1)
             defer { ctx.deallocate() }
             ctx.initialize(to: keel_ref_ctx())
@@ -116,52 +197,12 @@ struct ForwardBench: ParsableCommand {
             ctx.pointee.src_mac = (2, 0, 0, 0, 0, 2)
             ctx.pointee.macs = UnsafePointer(fibNH.macs)
             try EAL.launch(lcore: lcore, keel_ref_l3fwd, UnsafeMutableRawPointer(ctx))
-            let rate = ForwardBench.sample(seconds) { ctx.pointee.packets }
+            result["pps"] = ForwardBench.sample(seconds) { ctx.pointee.packets }
             ctx.pointee.stop = 1
             EAL.waitAll()
-            return rate
+            rin.close(); rout.close()
         }
-
-        let ref1 = skipReference ? 1 : try reference()
-        // Keel: the data plane's own loop; its stats file counts what port p1 sent.
-        let counter = Counter.txPackets(1)
-        final class Box: @unchecked Sendable { var rate = 0.0; var done = false }
-        let box = Box()
-        let stats = plane.stats, secs = seconds
-        let sampler = Thread {
-            box.rate = ForwardBench.sample(secs) { stats.total(counter) }
-            box.done = true
-        }
-        sampler.start()
-        try plane.run(seconds: seconds + 1.0)
-        while !box.done { usleep(10_000) }
-        let keelRate = box.rate
-        let keelRx = stats.total(Counter.rxPackets(0)), keelTx = stats.total(Counter.txPackets(1))
-        var keelDrops: [String: UInt64] = [:]
-        for r in DropReason.allCases where r != .none && stats.total(Counter.drop(Int(r.rawValue))) > 0 {
-            keelDrops["\(r)"] = stats.total(Counter.drop(Int(r.rawValue)))
-        }
-        let ref2 = skipReference ? 1 : try reference()
-        rin.close(); rout.close()
-
-        let refRate = (ref1 + ref2) / 2
-        let ratio = keelRate / refRate
-        let tsc = Double(EAL.tscHz)
-        if json {
-            print(jsonString(["routes": data.v4.count, "frames": written, "seconds": seconds, "huge_pages": hugePages,
-                              "keel_pps": keelRate, "reference_pps": refRate, "reference_pps_runs": [ref1, ref2],
-                              "keel_cycles_per_packet": tsc / keelRate, "reference_cycles_per_packet": tsc / refRate,
-                              "ratio": ratio,
-                              "keel_rx_packets": keelRx, "keel_tx_packets": keelTx, "keel_drops": keelDrops]))
-        } else {
-            print("forward: \(data.v4.count) IPv4 routes, \(written) frames of 60 bytes to random routed destinations, one lcore, \(hugePages ? "huge pages" : "4 KiB pages")")
-            var t = TextTable(header: ["", "Mpps", "cycles/packet"])
-            t.add(["keel-dataplane", fmt(keelRate / 1e6, 3), fmt(tsc / keelRate, 1)])
-            t.add(["C reference (l3fwd-style, rte_fib)", fmt(refRate / 1e6, 3), fmt(tsc / refRate, 1)])
-            print(t.render())
-            print("ratio keel / reference: \(fmt(ratio, 3))  (reference runs: \(fmt(ref1 / 1e6, 3)) and \(fmt(ref2 / 1e6, 3)) Mpps)")
-            print("keel-dataplane: \(keelRx) received, \(keelTx) sent\(keelDrops.isEmpty ? "" : ", dropped: \(keelDrops)")")
-        }
+        print(jsonString(result))
     }
 }
 

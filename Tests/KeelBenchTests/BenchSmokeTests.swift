@@ -81,6 +81,23 @@ final class BenchSmokeTests: XCTestCase {
         XCTAssertTrue(text.out.contains("one-route change published, p99"), text.out)
     }
 
+    /// A short `forward` run: both sides move packets, Keel drops none, the table and JSON agree in shape.
+    func testForwardJSONAndTable() throws {
+        let j = try run(["forward", "--routes", "20000", "--seconds", "0.5", "--runs", "1", "--frames", "1024", "--json"])
+        XCTAssertEqual(j.status, 0, j.out)
+        let obj = try json(j.out)
+        XCTAssertGreaterThan(obj["keel_pps"] as? Double ?? 0, 100_000, j.out)
+        XCTAssertGreaterThan(obj["reference_pps"] as? Double ?? 0, 100_000, j.out)
+        XCTAssertGreaterThan(obj["ratio"] as? Double ?? 0, 0)
+        XCTAssertEqual((obj["keel_drops"] as? [String: Any])?.count, 0, "Keel dropped packets: \(j.out)")
+        let rx = obj["keel_rx_packets"] as? [Int] ?? [], tx = obj["keel_tx_packets"] as? [Int] ?? []
+        XCTAssertEqual(rx, tx, "every received packet forwarded")
+        XCTAssertGreaterThan(obj["frames"] as? Int ?? 0, 100)
+        let t = try run(["forward", "--routes", "20000", "--seconds", "0.3", "--runs", "1", "--frames", "512"])
+        XCTAssertEqual(t.status, 0, t.out)
+        XCTAssertTrue(t.out.contains("ratio keel / reference:"), t.out)
+    }
+
     func testLPMHugePagesTable() throws {
         // CI reserves huge pages (Tests/run.sh); the table form of the output, huge-page run.
         let t = try run(["lpm", "--memory", "huge", "--lookups", "200000", "--repeats", "1", "--lpm-subset", "5000"])
