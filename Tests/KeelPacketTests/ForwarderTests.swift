@@ -50,6 +50,49 @@ final class ForwarderTests: XCTestCase {
         return (v, f)
     }
 
+    /// The per-lcore MAC cache gives the table's answer, and follows a MAC
+    /// change (the table's version moves the tag) and a forgotten neighbor.
+    func testNeighborCacheFollowsTheTable() {
+        var cache = NeighborCache(groups: SnapshotLimits.small.nextHopGroups, ways: SnapshotLimits.small.ecmpWays)
+        func route(_ frame: [UInt8]) -> (Verdict, [UInt8]) {
+            cache.tag = (neighbors.version << 24) | 1
+            var f = frame
+            var info = PacketInfo()
+            var nh = [UInt8](repeating: 0, count: 16)
+            let v = f.withUnsafeMutableBytes { b -> Verdict in
+                _ = Parser.parse(b.baseAddress!, length: b.count, into: &info)
+                return nh.withUnsafeMutableBytes {
+                    Forwarder().route(b.baseAddress!, length: b.count, info, hash: Forwarder.lazyHash, snapshot: snapshot,
+                                      neighbors: neighbors, nextHop: $0.baseAddress!, cache: cache)
+                }
+            }
+            return (v, f)
+        }
+        let frame = PacketBuilder.ipv4(src: "10.1.0.2", dst: "203.0.113.5")
+        for _ in 0..<2 {
+            let (v, out) = route(frame)
+            XCTAssertEqual(v, .forward(port: 1))
+            XCTAssertEqual(Array(out[0..<6]), macs["10.2.0.254"]!)
+        }
+        let v0 = neighbors.version
+        neighbors.set(port: 1, address: IPAddress("10.2.0.254")!, mac: [0x0e, 9, 9, 9, 9, 9])
+        XCTAssertGreaterThan(neighbors.version, v0)
+        XCTAssertEqual(Array(route(frame).1[0..<6]), [0x0e, 9, 9, 9, 9, 9], "the new MAC, not the cached one")
+        var key = [UInt8](repeating: 0, count: 16)
+        key.withUnsafeMutableBytes { IPAddress("10.2.0.254")!.store(to: $0.baseAddress!) }
+        let i = key.withUnsafeBytes { neighbors.find(port: 1, address: $0.baseAddress!) }
+        neighbors.clearMAC(i)
+        XCTAssertEqual(route(frame).0, .resolve(port: 1), "a forgotten neighbor is asked for again")
+        // ECMP members are cached apart: both MACs of 198.51.100.0/24 appear over many flows.
+        var seen = Set<[UInt8]>()
+        for port in 1000..<1064 {
+            let (v, out) = route(PacketBuilder.ipv4(src: "10.1.0.2", dst: "198.51.100.7", srcPort: UInt16(port)))
+            XCTAssertEqual(v, .forward(port: 1))
+            seen.insert(Array(out[0..<6]))
+        }
+        XCTAssertEqual(seen, [macs["10.2.0.2"]!, macs["10.2.0.3"]!])
+    }
+
     func testForwardIPv4ExactBytes() {
         let (v, out) = run(PacketBuilder.ipv4(src: "10.1.0.2", dst: "203.0.113.5", proto: 6, ttl: 64))
         XCTAssertEqual(v, .forward(port: 1))
