@@ -190,14 +190,7 @@ public struct PacketLcore: @unchecked Sendable {
 
     @inline(__always)
     func transmit(port p: Int, _ b: UnsafeMutablePointer<OpaquePointer?>, _ n: Int) {
-        var bytes = 0
-        for i in 0..<n { bytes &+= mbufLength(b[i]!) }
-        let sent = EthPort(existing: f.portIds[p]).send(queue: 0, b, count: n)
-        var unsent = 0
-        for i in sent..<n { unsent &+= mbufLength(b[i]!); mbufFree(b[i]!) }
-        counters[Counter.txPackets(p)] &+= UInt64(sent)
-        counters[Counter.txBytes(p)] &+= UInt64(bytes - unsent)
-        if sent < n { counters[Counter.drop(Int(DropReason.txFull.rawValue))] &+= UInt64(n - sent) }
+        transmitOnQueue(f, counters, port: p, b, n)
     }
 
     @inline(__always)
@@ -207,6 +200,20 @@ public struct PacketLcore: @unchecked Sendable {
         counters[Counter.toKernel] &+= UInt64(sent)
         if sent < n { counters[Counter.drop(Int(DropReason.txFull.rawValue))] &+= UInt64(n - sent) }
     }
+}
+
+/// Sends `n` packets on data port `p`'s queue 0 (the caller owns it), frees
+/// what the queue did not take, counts packets and bytes sent and the rest.
+@inline(__always)
+func transmitOnQueue(_ f: Fabric, _ counters: UnsafeMutablePointer<UInt64>, port p: Int, _ b: UnsafeMutablePointer<OpaquePointer?>, _ n: Int) {
+    var bytes = 0
+    for i in 0..<n { bytes &+= mbufLength(b[i]!) }
+    let sent = EthPort(existing: f.portIds[p]).send(queue: 0, b, count: n)
+    var unsent = 0
+    for i in sent..<n { unsent &+= mbufLength(b[i]!); mbufFree(b[i]!) }
+    counters[Counter.txPackets(p)] &+= UInt64(sent)
+    counters[Counter.txBytes(p)] &+= UInt64(bytes - unsent)
+    if sent < n { counters[Counter.drop(Int(DropReason.txFull.rawValue))] &+= UInt64(n - sent) }
 }
 
 /// The per-packet work of a worker (or single) lcore over one burst, and
@@ -265,14 +272,7 @@ struct Work {
         let b = stage + k * f.burst
         let pc = f.portCount
         if k < pc && ownsPort[k] {
-            var bytes = 0
-            for i in 0..<n { bytes &+= mbufLength(b[i]!) }
-            let sent = EthPort(existing: f.portIds[k]).send(queue: 0, b, count: n)
-            var unsent = 0
-            for i in sent..<n { unsent &+= mbufLength(b[i]!); mbufFree(b[i]!) }
-            counters[Counter.txPackets(k)] &+= UInt64(sent)
-            counters[Counter.txBytes(k)] &+= UInt64(bytes - unsent)
-            if sent < n { counters[Counter.drop(Int(DropReason.txFull.rawValue))] &+= UInt64(n - sent) }
+            transmitOnQueue(f, counters, port: k, b, n)
             return
         }
         if k >= pc && k < 2 * pc && ownsPort[k - pc] && f.tapIds[k - pc] >= 0 {

@@ -89,18 +89,24 @@ public struct NeighborTable: ~Copyable {
         Int(truncatingIfNeeded: FlowHash.mix(hi ^ FlowHash.mix(lo ^ UInt64(port)))) & mask
     }
 
-    /// The entry index for (port, 16 mapped address bytes), or -1.
+    /// Where (port, address) is, or the free slot where it would go: (index, found).
     @inlinable @inline(__always)
-    public func find(port: UInt16, address p: UnsafeRawPointer) -> Int {
-        let hi = p.loadUnaligned(as: UInt64.self), lo = p.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+    func probe(_ port: UInt16, _ hi: UInt64, _ lo: UInt64) -> (Int, Bool) {
         var i = NeighborTable.slot(port, hi, lo, mask)
         while used(i) {
             let e = entry(i)
             if e.load(as: UInt64.self) == hi && e.load(fromByteOffset: 8, as: UInt64.self) == lo
-                && e.load(fromByteOffset: 20, as: UInt16.self) == port { return i }
+                && e.load(fromByteOffset: 20, as: UInt16.self) == port { return (i, true) }
             i = (i &+ 1) & mask
         }
-        return -1
+        return (i, false)
+    }
+
+    /// The entry index for (port, 16 mapped address bytes), or -1.
+    @inlinable @inline(__always)
+    public func find(port: UInt16, address p: UnsafeRawPointer) -> Int {
+        let (i, found) = probe(port, p.loadUnaligned(as: UInt64.self), p.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        return found ? i : -1
     }
 
     static let valid: UInt64 = 1 << 63
@@ -129,13 +135,8 @@ public struct NeighborTable: ~Copyable {
     /// The entry for (port, address), created without a MAC if new; -1 when full.
     public mutating func entryIndex(port: UInt16, address p: UnsafeRawPointer) -> Int {
         let hi = p.loadUnaligned(as: UInt64.self), lo = p.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
-        var i = NeighborTable.slot(port, hi, lo, mask)
-        while used(i) {
-            let e = entry(i)
-            if e.load(as: UInt64.self) == hi && e.load(fromByteOffset: 8, as: UInt64.self) == lo
-                && e.load(fromByteOffset: 20, as: UInt16.self) == port { return i }
-            i = (i &+ 1) & mask
-        }
+        let (i, found) = probe(port, hi, lo)
+        if found { return i }
         guard count < (mask + 1) / 2 else { return -1 }
         let e = entry(i)
         e.storeBytes(of: hi, as: UInt64.self)
