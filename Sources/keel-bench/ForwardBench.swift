@@ -85,21 +85,26 @@ struct ForwardBench: ParsableCommand {
         }
     }
 
+    /// Runs a child to completion with posix_spawn and a blocking waitpid:
+    /// Foundation's Process waits on a run loop that took CPU time from the
+    /// child's lcores here.
     func runChild(_ exe: URL, _ args: [String]) throws -> String {
-        let out = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("keel-fwd-\(UUID().uuidString)")
-        FileManager.default.createFile(atPath: out.path, contents: nil)
-        defer { try? FileManager.default.removeItem(at: out) }
-        let p = Process()
-        p.executableURL = exe
-        p.arguments = args
-        let h = try FileHandle(forWritingTo: out)
-        p.standardOutput = h
-        p.standardError = h
-        try p.run()
-        p.waitUntilExit()
-        try? h.close()
-        let text = (try? String(contentsOf: out, encoding: .utf8)) ?? ""
-        guard p.terminationStatus == 0 else { throw BenchFailure("forward --side failed (\(p.terminationStatus)):\n\(text)") }
+        let out = NSTemporaryDirectory() + "keel-fwd-\(UUID().uuidString)"
+        defer { unlink(out) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let argv = ([exe.path] + args).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, exe.path, &actions, nil, argv, environ)
+        guard rc == 0 else { throw BenchFailure("posix_spawn: \(String(cString: strerror(rc)))") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+        guard status == 0 else { throw BenchFailure("forward --side failed (status \(status)):\n\(text)") }
         return text
     }
 
@@ -177,6 +182,7 @@ struct ForwardBench: ParsableCommand {
             result["rx_packets"] = stats.total(Counter.rxPackets(0))
             result["tx_packets"] = stats.total(Counter.txPackets(1))
             result["drops"] = drops
+            result["loop_turns"] = stats.block(1)[Counter.turns] // packets / turns = the mean burst
         } else {
             try EAL.initialize(["keel-bench"] + eal + ["--vdev=net_pcap1,rx_pcap=\(capture),infinite_rx=1", "--vdev=net_null1,no-rx=1"])
             result["tsc_hz"] = Double(EAL.tscHz)
