@@ -21,6 +21,16 @@ public enum Checksum {
         return s
     }
 
+    /// The sum of a 20-byte IPv4 header (no options), straight-line. Native
+    /// byte order: the one's-complement sum is the same in either order up to
+    /// a byte swap, so "folds to 0xFFFF" is order-independent.
+    @inlinable @inline(__always)
+    public static func sum20(_ p: UnsafeRawPointer) -> UInt64 {
+        UInt64(p.loadUnaligned(as: UInt32.self)) &+ UInt64(p.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
+            &+ UInt64(p.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) &+ UInt64(p.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
+            &+ UInt64(p.loadUnaligned(fromByteOffset: 16, as: UInt32.self))
+    }
+
     /// Folds a sum to 16 bits (end-around carry).
     @inlinable @inline(__always)
     public static func fold(_ s: UInt64) -> UInt16 {

@@ -122,7 +122,7 @@ public enum Parser {
         guard ihl >= 20, l3 + ihl <= length else { return .ipv4BadIHL }
         let total = Int(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: l3 + 2, as: UInt16.self)))
         guard total >= ihl, l3 + total <= length else { return .ipv4BadLength }
-        guard Checksum.fold(Checksum.sum(p + l3, ihl)) == 0xFFFF else { return .ipv4BadChecksum }
+        guard Checksum.fold(ihl == 20 ? Checksum.sum20(p + l3) : Checksum.sum(p + l3, ihl)) == 0xFFFF else { return .ipv4BadChecksum }
         let src = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: l3 + 12, as: UInt32.self))
         let dst = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: l3 + 16, as: UInt32.self))
         // RFC 1812 5.3.7: never forward these.
