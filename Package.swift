@@ -104,8 +104,9 @@ let package = Package(
         .target(name: "CMallocCounter"),
         .executableTarget(
             name: "keel-alloccheck",
-            dependencies: ["CMallocCounter", "KeelAPI", "KeelCompiler", "KeelForward", "KeelPacket", "KeelTables", "KeelTestData"],
-            swiftSettings: [.swiftLanguageMode(.v5)] // a test script in Swift: plain globals
+            dependencies: ["CMallocCounter", "KeelAPI", "KeelCompiler", "KeelForward", "KeelPacket", "KeelTables", "KeelTestData",
+                           "KeelDataPlane", "KeelStats"],
+            swiftSettings: [.unsafeFlags(dpdkSwiftFlags), .swiftLanguageMode(.v5)] // a test script in Swift: plain globals
         ),
         // Test helper: epoch-swap writer and readers as processes or threads.
         .executableTarget(

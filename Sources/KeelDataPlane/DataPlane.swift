@@ -174,6 +174,15 @@ public final class DataPlane {
         slow = SlowPath(fabric: fabric, config: c, counters: stats.block(0), pool: mainPool.pool)
     }
 
+    /// The first packet lcore's routing code, for tests and profiling (see
+    /// `PacketLcore.drive`), after doing what the main lcore does at start
+    /// (snapshot, static neighbors).
+    public func lcoreForDriving() -> PacketLcore {
+        reader.online()
+        if reader.hasSnapshot { snapshotChanged() }
+        return lcores[0].work
+    }
+
     public static func installSignalHandlers() {
         signal(SIGINT) { _ in stopRequested = 1 }
         signal(SIGTERM) { _ in stopRequested = 1 }

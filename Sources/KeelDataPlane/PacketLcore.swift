@@ -64,6 +64,45 @@ public struct PacketLcore: @unchecked Sendable {
         for p in ownedPorts { ownsPort[p] = true }
     }
 
+    /// Test and profiling entry: runs `bursts` bursts through this lcore's real
+    /// routing code on the calling thread. Each burst is `count` frames copied
+    /// from `frames` (`stride` bytes apart, lengths in `lengths`) into mbufs
+    /// from the fabric's pool, as if received on data port 0; output goes to
+    /// the ports like in `run`. `between(true/false)` is called after the
+    /// warm-up half and at the end (keel-alloccheck counts allocations there).
+    /// Everything per burst is preallocated, as in `run`.
+    public func drive(bursts: Int, frames: UnsafeRawPointer, stride: Int, lengths: UnsafePointer<Int>, count: Int,
+                      between: (Bool) -> Void) {
+        let rx = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: f.burst)
+        let slots = 2 * f.portCount + 1
+        let stage = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: f.burst * slots)
+        let staged = UnsafeMutablePointer<Int>.allocate(capacity: slots)
+        staged.initialize(repeating: 0, count: slots)
+        var w = Work(f: f, counters: counters, stage: stage, staged: staged, ownsPort: ownsPort)
+        var reader = LcoreReader(file: file!, line: line, source: source!)
+        reader.online()
+        let neighbors = NeighborTable(memory: f.neighborMemory, capacity: f.neighborCapacity, attach: true)
+        var info = PacketInfo()
+        let n = min(count, f.burst)
+        for b in 0..<(2 * bursts) {
+            if b == bursts { between(true) }
+            _ = reader.refresh()
+            var got = 0
+            while got < n, let m = rte_pktmbuf_alloc(f.pool) {
+                mbufData(m).copyMemory(from: frames + got * stride, byteCount: lengths[got])
+                mbufSetLength(m, lengths[got])
+                keel_mbuf_set_port(m, f.portIds[0])
+                rx[got] = m
+                got += 1
+            }
+            countRX(0, rx, got)
+            w.processBurst(rx, got, snapshot: reader.snapshot, seen: reader.seen, neighbors: neighbors, info: &info)
+            w.flushAll()
+        }
+        between(false)
+        reader.offline()
+    }
+
     /// The lcore's loop; returns when `stage` says stop.
     public func run() {
         let burst = f.burst

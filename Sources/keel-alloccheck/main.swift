@@ -2,7 +2,11 @@
 // called the allocator (it must be 0). Not shipped; AllocationTests runs it.
 //
 //   keel-alloccheck [--control]   (--control allocates in the loop: must report > 0)
+//   keel-alloccheck --dataplane   the data plane's own lcore code (KeelDataPlane:
+//                                 mbufs, routing, staging, tx_burst on net_null ports)
 import CMallocCounter
+import KeelDataPlane
+import KeelStats
 import Foundation
 import KeelAPI
 import KeelCompiler
@@ -88,6 +92,7 @@ func runBursts() {
     }
 }
 
+if CommandLine.arguments.contains("--dataplane") { try driveDataPlane(); exit(0) }
 runBursts() // warm up (lazy runtime metadata)
 keel_malloc_counting(1)
 let before = keel_malloc_count(), rcBefore = keel_refcount_count()
@@ -97,3 +102,43 @@ let refcounts = keel_refcount_count() - rcBefore
 keel_malloc_counting(0)
 reader.offline()
 print("\(bursts) bursts of \(burst): \(verdicts / 2) verdicts, \(forwarded / 2) forwarded, \(allocations) allocations, \(refcounts) retains/releases")
+
+
+/// The real lcore code of keel-dataplane (`PacketLcore.drive`): mbufs from the
+/// mempool, two-pass bursts, the MAC cache, staging and tx_burst on two net_null
+/// ports; counted on this thread, with no other lcore running.
+func driveDataPlane() throws {
+    let dir = "/dev/shm/keel-alloccheck-dp-\(getpid())"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let tables = "\(dir)/tables"
+    let file = try TablesFile.create(path: tables, limits: .small, readers: 4)
+    var routing = config
+    routing.neighbors = [Neighbor(address: "10.2.0.254", mac: "0e:00:00:00:00:fe", port: "p1"),
+                         Neighbor(address: "10.2.0.2", mac: "0e:00:00:00:00:02", port: "p1"),
+                         Neighbor(address: "10.2.0.3", mac: "0e:00:00:00:00:03", port: "p1"),
+                         Neighbor(address: "2001:db8:2::2", mac: "0e:00:00:00:00:22", port: "p1")]
+    try SnapshotPublisher(file: file).publish(try Compiler(limits: .small).replace(with: routing))
+    var dp = DataPlaneConfig(tables: tables, ports: [.init(name: "p0", device: "net_null0,no-rx=1"), .init(name: "p1", device: "net_null1,no-rx=1")])
+    dp.stats = "\(dir)/stats"
+    dp.lcores = .init(main: 0, io: [1], workers: [])
+    let plane = try DataPlane(config: dp, eal: ["--no-pci", "--no-huge", "-m", "256", "--no-shconf", "--lcores", "0@0,1@0",
+                                                 "--log-level", "lib.eal:error", "--no-telemetry", "--file-prefix", "kac\(getpid())"],
+                              log: { _ in })
+    // The burst: the same six kinds, addressed to port p0's MAC.
+    for i in 0..<burst { (pristine + i * stride).copyMemory(from: [UInt8](arrayLiteral: 2, 0, 0, 0, 1, 0), byteCount: 6) }
+    var allocations: UInt64 = 0, refcounts: UInt64 = 0, before: UInt64 = 0, rcBefore: UInt64 = 0
+    plane.lcoreForDriving().drive(bursts: bursts, frames: pristine, stride: stride, lengths: lengths, count: burst) { on in
+        if on {
+            keel_malloc_counting(1)
+            before = keel_malloc_count(); rcBefore = keel_refcount_count()
+        } else {
+            allocations = keel_malloc_count() - before
+            refcounts = keel_refcount_count() - rcBefore
+            keel_malloc_counting(0)
+        }
+    }
+    let sent = plane.stats.total(Counter.txPackets(0)) + plane.stats.total(Counter.txPackets(1))
+    if getenv("KEEL_DEBUG") != nil { print(StatsReport.text(plane.stats)) }
+    print("\(bursts) bursts of \(burst): \(sent / 2) forwarded, \(allocations) allocations, \(refcounts) retains/releases")
+}

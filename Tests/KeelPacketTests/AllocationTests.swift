@@ -33,6 +33,16 @@ final class AllocationTests: XCTestCase {
         XCTAssertEqual(n.refcounts, 0, out)
     }
 
+    /// The data plane's own lcore code over real mbufs and ports: 20,000 bursts
+    /// (echo replies, ICMP errors and drops among them) after as many to warm up.
+    func testDataPlaneLcoreAllocatesAndRetainsNothing() throws {
+        let out = try run(["--dataplane"])
+        let n = numbers(out)
+        XCTAssertGreaterThan(n.forwarded, 100_000, out)
+        XCTAssertEqual(n.allocations, 0, out)
+        XCTAssertEqual(n.refcounts, 0, out)
+    }
+
     func testCountersSeeACarelessLoop() throws {
         let n = numbers(try run(["--control"]))
         XCTAssertGreaterThan(n.allocations, 0)

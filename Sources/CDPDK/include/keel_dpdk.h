@@ -36,6 +36,7 @@ static inline int keel_mbuf_rss(const struct rte_mbuf *m, uint32_t *hash) {
     if (m->ol_flags & RTE_MBUF_F_RX_RSS_HASH) { *hash = m->hash.rss; return 1; }
     return 0;
 }
+static inline void keel_mbuf_set_port(struct rte_mbuf *m, uint16_t port) { m->port = port; }
 static inline void keel_mbuf_prefetch(struct rte_mbuf *m) { rte_prefetch0(rte_pktmbuf_mtod(m, void *)); }
 static inline int keel_link_up(uint16_t port) {
     struct rte_eth_link l;
