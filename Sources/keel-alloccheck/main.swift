@@ -92,7 +92,11 @@ func runBursts() {
     }
 }
 
-if CommandLine.arguments.contains("--dataplane") { try driveDataPlane(); exit(0) }
+if CommandLine.arguments.contains("--dataplane") {
+    try driveDataPlane()
+    unlink(path) // exit() skips the top-level defer
+    exit(0)
+}
 runBursts() // warm up (lazy runtime metadata)
 keel_malloc_counting(1)
 let before = keel_malloc_count(), rcBefore = keel_refcount_count()
