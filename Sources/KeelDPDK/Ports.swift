@@ -110,11 +110,6 @@ extension EthPort {
     /// The NUMA socket of the device (0 when unknown).
     public var socket: Int32 { max(rte_eth_dev_socket_id(id), 0) }
 
-    public var macAddress: [UInt8] {
-        var a = rte_ether_addr()
-        _ = rte_eth_macaddr_get(id, &a)
-        return withUnsafeBytes(of: a.addr_bytes) { Array($0) }
-    }
 
     /// Link up, without waiting.
     public var linkUp: Bool { keel_link_up(id) != 0 }
@@ -160,8 +155,6 @@ public struct Ring {
             rte_ring_dequeue_burst(ring, $0, UInt32(max), nil)
         })
     }
-
-    public var count: Int { Int(rte_ring_count(ring)) }
 }
 
 @inlinable @inline(__always)
@@ -188,12 +181,4 @@ extension EAL {
     public static var mainLcore: Int { Int(rte_get_main_lcore()) }
     public static func lcoreEnabled(_ l: Int) -> Bool { rte_lcore_is_enabled(UInt32(l)) != 0 }
     public static func socket(ofLcore l: Int) -> Int32 { Int32(bitPattern: rte_lcore_to_socket_id(UInt32(l))) }
-    /// Creates a virtual device after init (e.g. "net_tap0,iface=keel0").
-    public static func addVirtualDevice(_ spec: String) throws {
-        let comma = spec.firstIndex(of: ",")
-        let name = String(spec[..<(comma ?? spec.endIndex)])
-        let args = comma.map { String(spec[spec.index(after: $0)...]) } ?? ""
-        let rc = rte_eal_hotplug_add("vdev", name, args)
-        guard rc == 0 else { throw DPDKError("creating \(spec)", errno: -rc) }
-    }
 }

@@ -66,7 +66,7 @@ public final class DataPlane {
         }
         // Ports, by device name (the part before the first comma).
         var ids: [UInt16] = []
-        for (i, p) in c.ports.enumerated() {
+        for p in c.ports {
             let name = String(p.device.split(separator: ",").first ?? "")
             guard let id = EthPort.find(name: name) else {
                 throw StartError("port \(p.name): no DPDK device \(name) (a PCI device must be bound to vfio-pci or uio; a virtual one must be net_...)")
@@ -74,7 +74,6 @@ public final class DataPlane {
             guard Int(id) < Fabric.maxDPDKPorts else { throw StartError("port \(p.name): DPDK port id \(id) too large") }
             if ids.contains(id) { throw StartError("port \(p.name): device \(name) is listed twice") }
             ids.append(id)
-            _ = i
         }
         // One mempool per NUMA socket that has a port or an lcore on it.
         var pools: [Int32: Mempool] = [:]

@@ -82,7 +82,6 @@ public struct PacketLcore: @unchecked Sendable {
         var reader = LcoreReader(file: file!, line: line, source: source!)
         reader.online()
         let neighbors = NeighborTable(memory: f.neighborMemory, capacity: f.neighborCapacity, attach: true)
-        var info = PacketInfo()
         let n = min(count, f.burst)
         for b in 0..<(2 * bursts) {
             if b == bursts { between(true) }
@@ -96,7 +95,7 @@ public struct PacketLcore: @unchecked Sendable {
                 got += 1
             }
             countRX(0, rx, got)
-            w.processBurst(rx, got, snapshot: reader.snapshot, seen: reader.seen, neighbors: neighbors, info: &info)
+            w.processBurst(rx, got, snapshot: reader.snapshot, seen: reader.seen, neighbors: neighbors)
             w.flushAll()
         }
         between(false)
@@ -133,16 +132,13 @@ public struct PacketLcore: @unchecked Sendable {
             switch kind {
             case .worker:
                 let n = Ring(f.workerRings[workerIndex]!).dequeue(rx, max: burst)
-                if n > 0 { w.processBurst(rx, n, snapshot: reader!.snapshot, seen: reader!.seen, neighbors: neighbors, info: &info) }
+                if n > 0 { w.processBurst(rx, n, snapshot: reader!.snapshot, seen: reader!.seen, neighbors: neighbors) }
                 w.flushAll()
             case .single:
                 if st == 0 {
                     for p in owned {
-                        let n = EthPort(existing: f.portIds[p]).receive(queue: 0, rx, max: UInt16(burst))
-                        if n > 0 {
-                            countRX(p, rx, n)
-                            w.processBurst(rx, n, snapshot: reader!.snapshot, seen: reader!.seen, neighbors: neighbors, info: &info)
-                        }
+                        let n = receive(p, rx)
+                        if n > 0 { w.processBurst(rx, n, snapshot: reader!.snapshot, seen: reader!.seen, neighbors: neighbors) }
                     }
                 }
                 w.flushAll()
@@ -151,11 +147,8 @@ public struct PacketLcore: @unchecked Sendable {
             case .io:
                 if st == 0 {
                     for p in owned {
-                        let n = EthPort(existing: f.portIds[p]).receive(queue: 0, rx, max: UInt16(burst))
-                        if n > 0 {
-                            countRX(p, rx, n)
-                            steerBurst(rx, n, steer, steered, &info)
-                        }
+                        let n = receive(p, rx)
+                        if n > 0 { steerBurst(rx, n, steer, steered, &info) }
                     }
                     pollTaps(rx, burst)
                 }
@@ -164,6 +157,14 @@ public struct PacketLcore: @unchecked Sendable {
         }
         reader?.offline()
         counters[Counter.turns] = turns
+    }
+
+    /// One rx_burst on data port `p`, counted.
+    @inline(__always)
+    func receive(_ p: Int, _ rx: UnsafeMutablePointer<OpaquePointer?>) -> Int {
+        let n = EthPort(existing: f.portIds[p]).receive(queue: 0, rx, max: UInt16(f.burst))
+        if n > 0 { countRX(p, rx, n) }
+        return n
     }
 
     @inline(__always)
@@ -234,10 +235,7 @@ public struct PacketLcore: @unchecked Sendable {
 
     @inline(__always)
     func transmitTap(port p: Int, _ b: UnsafeMutablePointer<OpaquePointer?>, _ n: Int) {
-        let sent = EthPort(existing: UInt16(f.tapIds[p])).send(queue: 0, b, count: n)
-        for i in sent..<n { mbufFree(b[i]!) }
-        counters[Counter.toKernel] &+= UInt64(sent)
-        if sent < n { counters[Counter.drop(Int(DropReason.txFull.rawValue))] &+= UInt64(n - sent) }
+        transmitOnTap(f, counters, port: p, b, n)
     }
 }
 
@@ -252,6 +250,15 @@ func transmitOnQueue(_ f: Fabric, _ counters: UnsafeMutablePointer<UInt64>, port
     for i in sent..<n { unsent &+= mbufLength(b[i]!); mbufFree(b[i]!) }
     counters[Counter.txPackets(p)] &+= UInt64(sent)
     counters[Counter.txBytes(p)] &+= UInt64(bytes - unsent)
+    if sent < n { counters[Counter.drop(Int(DropReason.txFull.rawValue))] &+= UInt64(n - sent) }
+}
+
+/// Hands `n` packets to data port `p`'s TAP (the caller owns its queue), frees the rest.
+@inline(__always)
+func transmitOnTap(_ f: Fabric, _ counters: UnsafeMutablePointer<UInt64>, port p: Int, _ b: UnsafeMutablePointer<OpaquePointer?>, _ n: Int) {
+    let sent = EthPort(existing: UInt16(f.tapIds[p])).send(queue: 0, b, count: n)
+    for i in sent..<n { mbufFree(b[i]!) }
+    counters[Counter.toKernel] &+= UInt64(sent)
     if sent < n { counters[Counter.drop(Int(DropReason.txFull.rawValue))] &+= UInt64(n - sent) }
 }
 
@@ -315,10 +322,7 @@ struct Work {
             return
         }
         if k >= pc && k < 2 * pc && ownsPort[k - pc] && f.tapIds[k - pc] >= 0 {
-            let sent = EthPort(existing: UInt16(f.tapIds[k - pc])).send(queue: 0, b, count: n)
-            for i in sent..<n { mbufFree(b[i]!) }
-            counters[Counter.toKernel] &+= UInt64(sent)
-            if sent < n { counters[Counter.drop(Int(DropReason.txFull.rawValue))] &+= UInt64(n - sent) }
+            transmitOnTap(f, counters, port: k - pc, b, n)
             return
         }
         let ring = k < pc ? f.txRings[k] : k < 2 * pc ? f.tapRings[k - pc] : f.slowRing
@@ -337,7 +341,7 @@ struct Work {
     /// overlap instead of stalling one packet at a time.
     @inline(__always)
     mutating func processBurst(_ rx: UnsafeMutablePointer<OpaquePointer?>, _ n: Int, snapshot s: Snapshot, seen: UInt64,
-                               neighbors: borrowing NeighborTable, info: inout PacketInfo) {
+                               neighbors: borrowing NeighborTable) {
         // Cached MACs hold while neither the neighbor table nor the snapshot changed.
         cache.tag = (neighbors.version &<< 24 ^ seen) | 1
         for i in 0..<min(n, 4) { mbufPrefetch(rx[i]!) }

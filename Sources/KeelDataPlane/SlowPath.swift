@@ -88,7 +88,8 @@ final class SlowPath {
     func handle(_ m: OpaquePointer, snapshot s: Snapshot) {
         let inPort = Int(f.indexOfDPDKPort[Int(mbufPort(m)) & (Fabric.maxDPDKPorts - 1)])
         let p = mbufData(m), len = mbufLength(m)
-        guard inPort >= 0, Parser.parse(p, length: len, into: &info) == .none else { drop(m, .unknownPort); return }
+        guard inPort >= 0 else { drop(m, .unknownPort); return }
+        guard Parser.parse(p, length: len, into: &info) == .none else { drop(m, .truncated); return }
         if info.l3 == PacketInfo.arp {
             let (_, shouldLearn) = NeighborDiscovery.arp(p, length: len, info, port: inPort, snapshot: s, learned: learned)
             if shouldLearn {

@@ -119,17 +119,6 @@ public struct NeighborTable: ~Copyable {
         return i >= 0 ? macWord(i).load(ordering: .relaxed) : 0
     }
 
-    /// MAC for (port, address as 16 mapped bytes), or nil when unknown or unresolved.
-    @inlinable
-    public func lookup(port: UInt16, address p: UnsafeRawPointer) -> (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)? {
-        let i = find(port: port, address: p)
-        guard i >= 0 else { return nil }
-        let w = macWord(i).load(ordering: .relaxed)
-        guard w & (1 << 63) != 0 else { return nil }
-        return (UInt8(truncatingIfNeeded: w), UInt8(truncatingIfNeeded: w >> 8), UInt8(truncatingIfNeeded: w >> 16),
-                UInt8(truncatingIfNeeded: w >> 24), UInt8(truncatingIfNeeded: w >> 32), UInt8(truncatingIfNeeded: w >> 40))
-    }
-
     // MARK: writer (one thread only)
 
     /// The entry for (port, address), created without a MAC if new; -1 when full.

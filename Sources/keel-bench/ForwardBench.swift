@@ -117,7 +117,7 @@ struct ForwardBench: ParsableCommand {
         if let routes { data.v4 = Array(data.v4.prefix(routes)) }
         data.v4.removeAll { $0.prefix.address >> 24 == 10 } // keep clear of the bench's own 10/8 subnets
         let gateways = 64
-        let fibNH = try DPDKFibHolder(data: data, gateways: gateways, hugePages: hugePages, lcore: lcore)
+        let fibNH = DPDKFibHolder(data: data, gateways: gateways)
         var stream = AddressStream.uniformV4(count: frames * 8, seed: 42).makeIterator()
         var pcap = Data()
         func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { pcap.append(contentsOf: $0) } }
@@ -220,7 +220,7 @@ final class DPDKFibHolder {
     let macs: UnsafeMutablePointer<UInt8>
     let sorted: [(UInt32, UInt32, UInt8)]
 
-    init(data: FullTable, gateways: Int, hugePages: Bool, lcore: Int) throws {
+    init(data: FullTable, gateways: Int) {
         self.data = data
         self.gateways = gateways
         macs = .allocate(capacity: 6 * gateways)
