@@ -37,7 +37,7 @@ let package = Package(
         // The per-packet routing decision and rewrite, over a snapshot. No DPDK.
         .target(
             name: "KeelForward",
-            dependencies: ["KeelPacket", "KeelTables", .product(name: "Atomics", package: "swift-atomics")]
+            dependencies: ["KeelPacket", "KeelTables", "CKeelIntrinsics", .product(name: "Atomics", package: "swift-atomics")]
         ),
         // The stats file: per-lcore counters, heartbeat, neighbor table region. No DPDK (keel-control reads it).
         .target(name: "KeelStats", dependencies: [.product(name: "Atomics", package: "swift-atomics")]),

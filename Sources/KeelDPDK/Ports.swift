@@ -80,6 +80,13 @@ public func mbufAlloc(_ pool: Mempool) -> OpaquePointer? { rte_pktmbuf_alloc(poo
 @inlinable @inline(__always)
 public func mbufSetLength(_ m: OpaquePointer, _ n: Int) { keel_mbuf_set_len(m, UInt16(n)) }
 
+/// Moves the data start by `delta` bytes (positive: into the headroom) and
+/// sets the length; nil when it does not fit (the mbuf is unchanged).
+@inlinable @inline(__always)
+public func mbufReframe(_ m: OpaquePointer, delta: Int, length: Int) -> UnsafeMutableRawPointer? {
+    keel_mbuf_reframe(m, Int32(delta), UInt16(truncatingIfNeeded: length))
+}
+
 extension EthPort {
     /// The port of a DPDK device by name (a PCI address such as 0000:00:04.0, or a vdev name such as net_af_packet0).
     public static func find(name: String) -> UInt16? {

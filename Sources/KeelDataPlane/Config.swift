@@ -50,6 +50,15 @@ public struct DataPlaneConfig: Equatable, Sendable {
         public var burst = 100
     }
 
+    /// Per worker connection table (load-balanced flows).
+    public struct ConnTrack: Equatable, Sendable {
+        /// Flows per worker (rounded up to a power of two buckets of four; 16 bytes each).
+        public var flows = 1 << 20
+        public var tcpTimeout = 300
+        public var tcpClosingTimeout = 10
+        public var udpTimeout = 30
+    }
+
     public var tables: String
     public var stats: String = "/dev/shm/keel.stats"
     public var lcores = Lcores()
@@ -58,6 +67,7 @@ public struct DataPlaneConfig: Equatable, Sendable {
     public var mempool = Mempool()
     public var neighbors = Neighbors()
     public var icmp = ICMPLimits()
+    public var conntrack = ConnTrack()
 
     public init(tables: String, ports: [Port]) {
         self.tables = tables
@@ -139,7 +149,7 @@ struct Reader {
     func key(_ m: [String: Node], _ k: String) -> Node? { m[k] }
 
     mutating func config(_ root: Node) throws -> DataPlaneConfig {
-        let m = try mapping(root, "", allowed: ["tables", "stats", "lcores", "ports", "queues", "mempool", "neighbors", "icmp"])
+        let m = try mapping(root, "", allowed: ["tables", "stats", "lcores", "ports", "queues", "mempool", "neighbors", "icmp", "conntrack"])
         guard let t = m["tables"] else { throw fail(root, "tables", "required (the tables file keel-control publishes to)") }
         guard let portsNode = m["ports"] else { throw fail(root, "ports", "required (at least one port)") }
         var c = DataPlaneConfig(tables: try string(t, "tables"), ports: [])
@@ -204,6 +214,13 @@ struct Reader {
             let q = try mapping(n, "icmp", allowed: ["rate", "burst"])
             if let v = q["rate"] { c.icmp.rate = try int(v, "icmp.rate", 0...1_000_000) }
             if let v = q["burst"] { c.icmp.burst = try int(v, "icmp.burst", 1...100_000) }
+        }
+        if let n = m["conntrack"] {
+            let q = try mapping(n, "conntrack", allowed: ["flows", "tcp_timeout", "tcp_closing_timeout", "udp_timeout"])
+            if let v = q["flows"] { c.conntrack.flows = try int(v, "conntrack.flows", 4...1 << 28) }
+            if let v = q["tcp_timeout"] { c.conntrack.tcpTimeout = try int(v, "conntrack.tcp_timeout", 1...86400) }
+            if let v = q["tcp_closing_timeout"] { c.conntrack.tcpClosingTimeout = try int(v, "conntrack.tcp_closing_timeout", 1...86400) }
+            if let v = q["udp_timeout"] { c.conntrack.udpTimeout = try int(v, "conntrack.udp_timeout", 1...86400) }
         }
         return c
     }

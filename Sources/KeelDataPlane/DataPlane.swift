@@ -131,7 +131,8 @@ public final class DataPlane {
         let packetLcores = c.packetLcores
         let capacity = NeighborTable.roundUp(c.neighbors.capacity * 2)
         do {
-            stats = try StatsFile.create(path: c.stats, lcores: 1 + packetLcores.count, portNames: c.ports.map(\.name), neighborCapacity: capacity)
+            stats = try StatsFile.create(path: c.stats, lcores: 1 + packetLcores.count, portNames: c.ports.map(\.name), neighborCapacity: capacity,
+                                         vips: file.layout.limits.vips, backendsPerVIP: file.layout.limits.backendsPerVIP)
         } catch { throw StartError("\(error)") }
         let mainPool: Mempool
         do { mainPool = try pool(EAL.socket(ofLcore: c.lcores.main)) } catch { throw StartError("\(error)") }
@@ -142,6 +143,12 @@ public final class DataPlane {
         _ = NeighborTable(memory: stats.neighborRegion, capacity: capacity) // zeroes it
         fabric.nextHopGroups = file.layout.limits.nextHopGroups
         fabric.ecmpWays = file.layout.limits.ecmpWays
+        fabric.vipSlots = file.layout.limits.vips
+        fabric.backendSlots = file.layout.limits.backendsPerVIP
+        fabric.connFlows = c.conntrack.flows
+        fabric.tcpTimeout = Double(c.conntrack.tcpTimeout)
+        fabric.tcpClosingTimeout = Double(c.conntrack.tcpClosingTimeout)
+        fabric.udpTimeout = Double(c.conntrack.udpTimeout)
 
         acceptor = SnapshotAcceptor(file: file)
         if case .refused(let g, let why) = acceptor.poll() { log("refused snapshot generation \(g): \(why)") }
@@ -159,14 +166,14 @@ public final class DataPlane {
             let owned = (0..<n).filter { owner[$0] == k }
             let myLine = kind == .single ? line : -1
             if kind == .single { line += 1 }
-            lcores.append((l, PacketLcore(kind: kind, fabric: fabric, counters: b, ownedPorts: owned, workerIndex: -1,
+            lcores.append((l, PacketLcore(kind: kind, fabric: fabric, counters: b, lbCounters: stats.lbBlock(1 + k), ownedPorts: owned, workerIndex: -1,
                                            file: kind == .single ? file : nil, line: myLine, source: acceptor.accepted)))
         }
         for (k, l) in workers.enumerated() {
             let b = stats.block(1 + c.lcores.io.count + k)
             b[Counter.role] = Role.worker.rawValue
             b[Counter.lcore] = UInt64(l)
-            lcores.append((l, PacketLcore(kind: .worker, fabric: fabric, counters: b, ownedPorts: [], workerIndex: k,
+            lcores.append((l, PacketLcore(kind: .worker, fabric: fabric, counters: b, lbCounters: stats.lbBlock(1 + c.lcores.io.count + k), ownedPorts: [], workerIndex: k,
                                            file: file, line: line, source: acceptor.accepted)))
             line += 1
         }

@@ -35,6 +35,11 @@ public struct Fabric: @unchecked Sendable {
     public var icmpRate: UInt64 = 1000, icmpBurst: UInt64 = 100
     /// Snapshot limits, for the per-lcore next-hop MAC cache.
     public var nextHopGroups = 1, ecmpWays = 1
+    /// Load balancing: VIP and backend slots of the stats file's LB blocks,
+    /// connection-table size and timeouts (seconds) per routing lcore.
+    public var vipSlots = 0, backendSlots = 0
+    public var connFlows = 1 << 20
+    public var tcpTimeout = 300.0, tcpClosingTimeout = 10.0, udpTimeout = 30.0
 
     public static let maxDPDKPorts = 64
 }
@@ -47,6 +52,8 @@ public struct PacketLcore: @unchecked Sendable {
     let kind: Kind
     let f: Fabric
     let counters: UnsafeMutablePointer<UInt64>
+    /// This lcore's load-balancer counters (stats file LB block).
+    let lbCounters: UnsafeMutablePointer<UInt64>
     /// Ports whose queue 0 this lcore owns (I/O and single): indices of data ports.
     let owned: [Int]
     let ownsPort: UnsafeMutablePointer<Bool>
@@ -55,9 +62,9 @@ public struct PacketLcore: @unchecked Sendable {
     let line: Int
     let source: UnsafeAtomic<UInt64>?
 
-    public init(kind: Kind, fabric: Fabric, counters: UnsafeMutablePointer<UInt64>, ownedPorts: [Int], workerIndex: Int,
-                file: TablesFile?, line: Int, source: UnsafeAtomic<UInt64>?) {
-        self.kind = kind; f = fabric; self.counters = counters; owned = ownedPorts; self.workerIndex = workerIndex
+    public init(kind: Kind, fabric: Fabric, counters: UnsafeMutablePointer<UInt64>, lbCounters: UnsafeMutablePointer<UInt64>,
+                ownedPorts: [Int], workerIndex: Int, file: TablesFile?, line: Int, source: UnsafeAtomic<UInt64>?) {
+        self.kind = kind; f = fabric; self.counters = counters; self.lbCounters = lbCounters; owned = ownedPorts; self.workerIndex = workerIndex
         self.file = file; self.line = line; self.source = source
         ownsPort = .allocate(capacity: max(fabric.portCount, 1))
         ownsPort.initialize(repeating: false, count: max(fabric.portCount, 1))
@@ -78,7 +85,8 @@ public struct PacketLcore: @unchecked Sendable {
         let stage = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: f.burst * slots)
         let staged = UnsafeMutablePointer<Int>.allocate(capacity: slots)
         staged.initialize(repeating: 0, count: slots)
-        var w = Work(f: f, counters: counters, stage: stage, staged: staged, ownsPort: ownsPort)
+        var w = Work(f: f, counters: counters, lb: lbCounters, stage: stage, staged: staged, ownsPort: ownsPort, conntrack: true)
+        defer { w.release() }
         var reader = LcoreReader(file: file!, line: line, source: source!)
         reader.online()
         let neighbors = NeighborTable(memory: f.neighborMemory, capacity: f.neighborCapacity, attach: true)
@@ -114,7 +122,8 @@ public struct PacketLcore: @unchecked Sendable {
         let steer = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: burst * max(f.workerCount, 1))
         let steered = UnsafeMutablePointer<Int>.allocate(capacity: max(f.workerCount, 1))
         steered.initialize(repeating: 0, count: max(f.workerCount, 1))
-        var w = Work(f: f, counters: counters, stage: stage, staged: staged, ownsPort: ownsPort)
+        var w = Work(f: f, counters: counters, lb: lbCounters, stage: stage, staged: staged, ownsPort: ownsPort, conntrack: kind != .io)
+        defer { w.release() }
         var reader: LcoreReader? = nil
         if kind != .io, let file, let source {
             reader = LcoreReader(file: file, line: line, source: source)
@@ -275,6 +284,10 @@ struct Work {
     let learned = UnsafeMutableRawPointer.allocate(byteCount: 32, alignment: 16)
     let forwarder = Forwarder()
     var cache: NeighborCache
+    let lb: UnsafeMutablePointer<UInt64>
+    /// The connection table (routing lcores; nil on I/O lcores).
+    let conn: ConnTable?
+    let lbScratch = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 16)
     /// Per burst: each packet's parse result and headers (pass 1 → pass 2).
     let infos: UnsafeMutablePointer<PacketInfo>
     let results: UnsafeMutablePointer<DropReason>
@@ -282,9 +295,10 @@ struct Work {
     var icmpBucket: TokenBucket
     var slowStage: Int { 2 * f.portCount }
 
-    init(f: Fabric, counters: UnsafeMutablePointer<UInt64>, stage: UnsafeMutablePointer<OpaquePointer?>,
-         staged: UnsafeMutablePointer<Int>, ownsPort: UnsafeMutablePointer<Bool>) {
-        self.f = f; self.counters = counters; self.stage = stage; self.staged = staged; self.ownsPort = ownsPort
+    init(f: Fabric, counters: UnsafeMutablePointer<UInt64>, lb: UnsafeMutablePointer<UInt64>, stage: UnsafeMutablePointer<OpaquePointer?>,
+         staged: UnsafeMutablePointer<Int>, ownsPort: UnsafeMutablePointer<Bool>, conntrack: Bool) {
+        self.f = f; self.counters = counters; self.lb = lb; self.stage = stage; self.staged = staged; self.ownsPort = ownsPort
+        conn = conntrack ? ConnTable(flows: f.connFlows, tcpTimeout: f.tcpTimeout, closingTimeout: f.tcpClosingTimeout, udpTimeout: f.udpTimeout) : nil
         infos = .allocate(capacity: f.burst)
         infos.initialize(repeating: PacketInfo(), count: f.burst)
         results = .allocate(capacity: f.burst)
@@ -292,6 +306,9 @@ struct Work {
         clock = monotonicNs()
         icmpBucket = TokenBucket(rate: f.icmpRate, burst: f.icmpBurst, now: clock)
     }
+
+    /// Frees what init allocated that is large (the connection table).
+    func release() { conn?.deallocate() }
 
     @inline(__always)
     mutating func drop(_ m: OpaquePointer, _ r: DropReason) {
@@ -415,6 +432,15 @@ struct Work {
             if f.tapIds[inPort] >= 0 { emit(m, f.portCount &+ inPort) } else { drop(m, .multicast) }
             return
         }
+        // Load balancing: TCP/UDP to a VIP, and ICMP errors about a VIP's flows.
+        if info.l4Proto == 6 || info.l4Proto == 17 {
+            let vi = LoadBalancer.vip(p, info, s, scratch: lbScratch)
+            if vi >= 0 { balance(m, p, info, vip: Int(vi), quoted: nil, inPort: inPort, snapshot: s, neighbors: neighbors); return }
+        } else if info.l4Proto == 1 || info.l4Proto == 58,
+                  let q = LoadBalancer.quotedFlow(p, length: len, info, s, scratch: lbScratch) {
+            balance(m, p, info, vip: Int(q.vip), quoted: q, inPort: inPort, snapshot: s, neighbors: neighbors)
+            return
+        }
         let v = forwarder.route(p, length: len, info, hash: Forwarder.lazyHash, snapshot: s, neighbors: neighbors, nextHop: nextHop, cache: cache)
         switch v {
         case .forward(let out):
@@ -432,28 +458,137 @@ struct Work {
             counters[Counter.neighborMisses] &+= 1
             emit(m, slowStage) // the main lcore holds it and resolves the next hop
         case .icmpError(let type, let code, let mtu):
-            let reason: DropReason = (type == 11 || (type == 3 && info.l3 == PacketInfo.ipv6)) ? .ttlExpired
-                : ((type == 3 && code == 0) || type == 1) ? .noRoute : .tooBig
-            counters[Counter.drop(Int(reason.rawValue))] &+= 1
-            // Back out of the port it came in, from that port's address, to the sender's MAC.
-            if ICMP.mayReportError(p, info) {
-                if icmpBucket.take(now: clock) {
-                    if s.firstPortAddress(inPort, family: info.l3 == PacketInfo.ipv4 ? 4 : 6, into: scratch) {
-                        if let q = rte_pktmbuf_alloc(f.pool) {
-                            s.copyPortMAC(inPort, to: scratch + 16)
-                            let n = ICMP.error(p, info, type: type, code: code, mtu: mtu, source: scratch, srcMAC: scratch + 16, dstMAC: p + 6, into: mbufData(q))
-                            mbufSetLength(q, n)
-                            counters[Counter.icmpErrorsSent] &+= 1
-                            emit(q, inPort)
-                        } else { counters[Counter.noMbuf] &+= 1 }
-                    }
-                } else { counters[Counter.icmpRateLimited] &+= 1 }
-            }
-            mbufFree(m)
+            icmpError(m, p, info, type: type, code: code, mtu: mtu, inPort: inPort, snapshot: s)
         case .drop(let why):
             drop(m, why)
         }
     }
+
+    /// Answers the packet in `m` with an ICMP error (rate-limited, not about
+    /// errors or multicast) back out of its in-port, counts the drop, frees `m`.
+    mutating func icmpError(_ m: OpaquePointer, _ p: UnsafeMutableRawPointer, _ info: PacketInfo, type: UInt8, code: UInt8, mtu: UInt16,
+                            inPort: Int, snapshot s: Snapshot) {
+        let reason: DropReason = (type == 11 || (type == 3 && info.l3 == PacketInfo.ipv6)) ? .ttlExpired
+            : ((type == 3 && code == 0) || type == 1) ? .noRoute : .tooBig
+        counters[Counter.drop(Int(reason.rawValue))] &+= 1
+        // Back out of the port it came in, from that port's address, to the sender's MAC.
+        if ICMP.mayReportError(p, info) {
+            if icmpBucket.take(now: clock) {
+                if s.firstPortAddress(inPort, family: info.l3 == PacketInfo.ipv4 ? 4 : 6, into: scratch) {
+                    if let q = rte_pktmbuf_alloc(f.pool) {
+                        s.copyPortMAC(inPort, to: scratch + 16)
+                        let n = ICMP.error(p, info, type: type, code: code, mtu: mtu, source: scratch, srcMAC: scratch + 16, dstMAC: p + 6, into: mbufData(q))
+                        mbufSetLength(q, n)
+                        counters[Counter.icmpErrorsSent] &+= 1
+                        emit(q, inPort)
+                    } else { counters[Counter.noMbuf] &+= 1 }
+                }
+            } else { counters[Counter.icmpRateLimited] &+= 1 }
+        }
+        mbufFree(m)
+    }
+
+    /// Sends a packet for VIP `vi` to its backend: the connection table
+    /// first, else the VIP's Maglev table (then recorded); encapsulated
+    /// (IPIP or GUE) and routed to the backend like any packet. `quoted`: an
+    /// ICMP error about one of the VIP's flows (it follows that flow).
+    mutating func balance(_ m: OpaquePointer, _ p: UnsafeMutableRawPointer, _ info: PacketInfo, vip vi: Int, quoted: LoadBalancer.QuotedFlow?,
+                          inPort: Int, snapshot s: Snapshot, neighbors: borrowing NeighborTable) {
+        let rec = s.vipRaw(vi)
+        let c = lb + vi &* LBCounter.perVIP
+        let flowHash = quoted?.hash ?? FlowHash.of(p, info)
+        var flags: UInt64 = info.l4Proto == 17 || quoted?.proto == 17 ? ConnTable.udp : 0
+        if quoted == nil && info.l4Proto == 6 && p.load(fromByteOffset: Int(info.l4Offset) &+ 13, as: UInt8.self) & 0x05 != 0 {
+            flags |= ConnTable.closing // FIN or RST
+        }
+        let fields = rec.load(fromByteOffset: 3, as: UInt8.self)
+        let scratch = lbScratch
+        // Fragments skip the table (later ones have no ports): Maglev on the 3-tuple.
+        let choice = LoadBalancer.choose(vip: vi, snapshot: s, conn: info.fragment ? nil : conn, flowHash: flowHash, flags: flags,
+                                         record: quoted == nil, now: ConnTable.tick(clock)) {
+            if let q = quoted {
+                return LoadBalancer.maglevHash(v4: q.v4, src: p + q.client, dst: p + q.vipAddress, proto: q.proto, srcPort: q.clientPort,
+                                               dstPort: q.vipPort, fields: fields, scratch: scratch)
+            }
+            return LoadBalancer.maglevHash(p, info, fields: fields, scratch: scratch)
+        }
+        let k = choice.position, fresh = choice.fresh
+        if !info.fragment && conn != nil {
+            c[choice.hit ? LBCounter.connHits : LBCounter.connMisses] &+= 1
+            if choice.evicted { c[LBCounter.connEvictions] &+= 1 }
+        }
+        guard k >= 0 else {
+            c[LBCounter.noBackend] &+= 1
+            drop(m, .noBackend)
+            return
+        }
+        let b = s.backendRaw(vi, k)
+        let outerV4 = b.load(fromByteOffset: 9, as: UInt8.self) == 4
+        let innerV4 = info.l3 == PacketInfo.ipv4
+        let encap = rec.load(fromByteOffset: 2, as: UInt8.self)
+        let overhead = LoadBalancer.overhead(encap: encap, outerV4: outerV4)
+        let innerLength = Int(info.l3Length)
+        let port = forwarder.outPort(b + 16, v4: outerV4, hash: flowHash, snapshot: s)
+        guard port >= 0 else { drop(m, .noRoute); return }
+        let mtu = Int(s.portMTU(port))
+        if innerLength &+ overhead > mtu {
+            c[LBCounter.tooBig] &+= 1
+            let df = innerV4 && UInt16(bigEndian: p.loadUnaligned(fromByteOffset: Int(info.l3Offset) &+ 6, as: UInt16.self)) & 0x4000 != 0
+            if quoted == nil && (df || !innerV4) {
+                // Tell the client the path MTU the tunnel leaves it.
+                icmpError(m, p, info, type: innerV4 ? 3 : 2, code: innerV4 ? 4 : 0, mtu: UInt16(max(mtu &- overhead, 68)), inPort: inPort, snapshot: s)
+            } else { drop(m, .tooBig) }
+            return
+        }
+        // Outer source: the VIP's, else the out port's first address of the outer family.
+        let source: UnsafeRawPointer
+        if rec.load(fromByteOffset: 48, as: UInt8.self) != 0 && isMapped4(rec + 32) == outerV4 {
+            source = rec + 32
+        } else if s.firstPortAddress(port, family: outerV4 ? 4 : 6, into: lbScratch + 32) {
+            source = UnsafeRawPointer(lbScratch + 32)
+        } else { drop(m, .noTunnelSource); return }
+        let frameLength = 14 &+ overhead &+ innerLength
+        guard let np = mbufReframe(m, delta: 14 &+ overhead &- Int(info.l3Offset), length: frameLength) else {
+            counters[Counter.noMbuf] &+= 1
+            drop(m, .oversizeFrame)
+            return
+        }
+        np.storeBytes(of: (outerV4 ? UInt16(0x0800) : UInt16(0x86DD)).bigEndian, toByteOffset: 12, as: UInt16.self)
+        LoadBalancer.encapsulate(outer: np + 14, innerLength: innerLength, innerV4: innerV4, outerV4: outerV4, encap: encap,
+                                 guePort: rec.load(fromByteOffset: 6, as: UInt16.self), hash: flowHash, source: source, destination: b + 16)
+        var oi = PacketInfo()
+        oi.l3 = outerV4 ? PacketInfo.ipv4 : PacketInfo.ipv6
+        oi.l3Offset = 14
+        oi.l4Offset = UInt16(14 &+ (outerV4 ? 20 : 40))
+        oi.l4Proto = encap == LoadBalancer.gue ? 17 : innerV4 ? 4 : 41
+        oi.l3Length = UInt16(overhead &+ innerLength)
+        c[LBCounter.packets] &+= 1
+        c[LBCounter.bytes] &+= UInt64(innerLength)
+        let bc = lb + (f.vipSlots &* LBCounter.perVIP &+ (vi &* f.backendSlots &+ k) &* LBCounter.perBackend)
+        bc[LBCounter.backendPackets] &+= 1
+        bc[LBCounter.backendBytes] &+= UInt64(innerLength)
+        if fresh {
+            c[LBCounter.newFlows] &+= 1
+            bc[LBCounter.backendNewFlows] &+= 1
+            bc[LBCounter.backendID] = UInt64(b.load(as: UInt32.self))
+        }
+        switch forwarder.route(np, length: frameLength, oi, hash: flowHash, snapshot: s, neighbors: neighbors, nextHop: nextHop, cache: cache) {
+        case .forward(let out):
+            emit(m, Int(out))
+        case .resolve:
+            counters[Counter.neighborMisses] &+= 1
+            emit(m, slowStage)
+        case .drop(let why):
+            drop(m, why)
+        default:
+            drop(m, .noRoute)
+        }
+    }
+}
+
+@inline(__always)
+func isMapped4(_ a: UnsafeRawPointer) -> Bool {
+    a.loadUnaligned(as: UInt64.self) == 0 && a.loadUnaligned(fromByteOffset: 8, as: UInt32.self) == UInt32(0xFFFF).bigEndian
 }
 
 extension EthPort {

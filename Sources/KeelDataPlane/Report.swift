@@ -24,8 +24,33 @@ public enum StatsReport {
             let b = s.block(i)
             lcores.append(["lcore": b[Counter.lcore], "role": (Role(rawValue: b[Counter.role]) ?? .unused).name, "turns": b[Counter.turns]])
         }
+        // Load balancing: VIPs (by id = index + 1) that saw traffic, with their backends by id.
+        var vips: [[String: Any]] = []
+        for v in 0..<s.vips {
+            var row: [String: Any] = ["id": v + 1]
+            var any = false
+            for (c, name) in LBCounter.vipNames {
+                let x = s.lbTotal(s.vipCounter(v, c))
+                row[name] = x
+                if x > 0 { any = true }
+            }
+            guard any else { continue }
+            var backends: [String: [String: UInt64]] = [:]
+            for k in 0..<s.backendsPerVIP {
+                let packets = s.lbTotal(s.backendCounter(v, k, LBCounter.backendPackets))
+                guard packets > 0 else { continue }
+                var id: UInt64 = 0
+                for i in 0..<s.lcores where s.lbBlock(i)[s.backendCounter(v, k, LBCounter.backendID)] != 0 {
+                    id = s.lbBlock(i)[s.backendCounter(v, k, LBCounter.backendID)]
+                }
+                backends["\(id)"] = ["position": UInt64(k), "packets": packets, "bytes": s.lbTotal(s.backendCounter(v, k, LBCounter.backendBytes)),
+                                     "new_flows": s.lbTotal(s.backendCounter(v, k, LBCounter.backendNewFlows))]
+            }
+            row["backends"] = backends
+            vips.append(row)
+        }
         let beat = s.heartbeatNs
-        return ["pid": Int(s.pid), "generation": s.generation, "running": beat != 0,
+        return ["vips": vips, "pid": Int(s.pid), "generation": s.generation, "running": beat != 0,
                 "heartbeat_age_ms": beat == 0 ? -1 : Int((Int64(bitPattern: realtimeNs()) - Int64(bitPattern: beat)) / 1_000_000),
                 "ports": ports, "drops": drops, "events": events, "lcores": lcores]
     }
@@ -53,6 +78,16 @@ public enum StatsReport {
         out += "events:\n"
         for (k, v) in (d["events"] as! [String: UInt64]).sorted(by: { $0.key < $1.key }) where v > 0 {
             out += "  \(k.padding(toLength: 28, withPad: " ", startingAt: 0)) \(v)\n"
+        }
+        let vips = d["vips"] as! [[String: Any]]
+        if !vips.isEmpty {
+            out += "vips:\n"
+            for v in vips {
+                out += "  VIP \(v["id"]!): \(v["packets"]!) packets, \(v["new_flows"]!) new flows, connection table \(v["conn_hits"]!) hits / \(v["conn_misses"]!) misses / \(v["conn_evictions"]!) evictions\n"
+                for (id, b) in (v["backends"] as! [String: [String: UInt64]]).sorted(by: { $0.key < $1.key }) {
+                    out += "    backend \(id): \(b["packets"]!) packets, \(b["new_flows"]!) new flows\n"
+                }
+            }
         }
         return out
     }

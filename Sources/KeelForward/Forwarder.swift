@@ -24,6 +24,20 @@ public struct Forwarder {
     /// Pass as `hash` to have `route` compute the flow hash itself, only for ECMP groups.
     public static let lazyHash: UInt64 = .max
 
+    /// The out port towards `address` (16 bytes, IPv4 mapped) with the ECMP
+    /// member `hash` picks (as `route` would pick it), or -1 when there is no
+    /// route or the route is local or a blackhole. The load balancer asks
+    /// before it encapsulates, to check the out port's MTU.
+    @inlinable @inline(__always)
+    public func outPort(_ address: UnsafeRawPointer, v4: Bool, hash: UInt64, snapshot s: Snapshot) -> Int {
+        let group = v4 ? s.ipv4.lookup(UInt32(bigEndian: address.loadUnaligned(fromByteOffset: 12, as: UInt32.self)))
+                       : s.ipv6.lookup(address.assumingMemoryBound(to: UInt8.self))
+        if group == LPMEntry.noRoute { return -1 }
+        let (kind, count) = s.nextHopGroup(group)
+        if kind == NextHopKind.local.rawValue || kind == NextHopKind.drop.rawValue || count == 0 { return -1 }
+        return Int(s.member(group, count > 1 ? Int(hash % UInt64(count)) : 0).port)
+    }
+
     /// Routes the frame at `p` (`length` bytes) parsed into `info`. `hash` is its flow hash.
     @inlinable
     public func route(_ p: UnsafeMutableRawPointer, length: Int, _ info: PacketInfo, hash: UInt64,

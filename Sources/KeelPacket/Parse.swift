@@ -29,6 +29,8 @@ public enum DropReason: UInt8, CaseIterable, Sendable {
     case noExceptionPath = 25
     case multicast = 26
     case otherMAC = 27
+    case noBackend = 28
+    case noTunnelSource = 29
 
     public var description: String {
         switch self {
@@ -59,6 +61,8 @@ public enum DropReason: UInt8, CaseIterable, Sendable {
         case .notForUs: return "ARP/ND message not for the appliance"
         case .noExceptionPath: return "for the appliance, but the port has no TAP"
         case .otherMAC: return "unicast frame for another MAC address (the port listens promiscuously)"
+        case .noBackend: return "VIP with no backend that takes new flows"
+        case .noTunnelSource: return "VIP traffic: no outer source address (none configured, none on the out port)"
         case .multicast: return "multicast destination (not routed; the kernel gets it when the port has a TAP)"
         }
     }

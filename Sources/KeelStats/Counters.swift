@@ -29,6 +29,20 @@ public enum Counter {
     ]
 }
 
+/// Load-balancer counters (in each lcore's LB block of the stats file).
+public enum LBCounter {
+    /// Per VIP.
+    public static let packets = 0, bytes = 1, newFlows = 2, connHits = 3, connMisses = 4, connEvictions = 5
+    public static let noBackend = 6, tooBig = 7, perVIP = 8
+    public static let vipNames: [(Int, String)] = [
+        (packets, "packets"), (bytes, "bytes"), (newFlows, "new_flows"), (connHits, "conn_hits"),
+        (connMisses, "conn_misses"), (connEvictions, "conn_evictions"), (noBackend, "no_backend"), (tooBig, "too_big"),
+    ]
+    /// Per backend position of a VIP: packets, bytes, new flows; and the id of
+    /// the backend that held the position when this lcore last counted there.
+    public static let backendPackets = 0, backendBytes = 1, backendNewFlows = 2, backendID = 3, perBackend = 4
+}
+
 public enum Role: UInt64 {
     case unused = 0, io = 1, worker = 2, single = 3, main = 4
     public var name: String {

@@ -14,13 +14,13 @@ import Glibc
 ///     after   the neighbor table region (written by the main lcore, read by workers)
 public final class StatsFile: @unchecked Sendable {
     public static let magic: UInt64 = 0x4B45_454C_5354_4154 // "KEELSTAT"
-    public static let version: UInt32 = 1
+    public static let version: UInt32 = 2
     public static let headerSize = 4096, blockSize = 2048
     public static let maxPorts = 16, maxLcores = 64, nameSize = 32
     // Header offsets.
     static let oMagic = 0, oVersion = 8, oLcores = 12, oPorts = 16, oNeighborCapacity = 20
     static let oPid = 24, oStarted = 32, oHeartbeat = 40, oGeneration = 48, oSize = 56, oNames = 1024
-    static let oPortUp = 512
+    static let oPortUp = 512, oVIPs = 64, oBackends = 68
 
     public let path: String
     public let base: UnsafeMutableRawPointer
@@ -28,6 +28,8 @@ public final class StatsFile: @unchecked Sendable {
     public let lcores: Int
     public let ports: Int
     public let neighborCapacity: Int
+    /// Load-balancer counters: VIP slots (the tables' VIP limit) and backend slots per VIP.
+    public let vips: Int, backendsPerVIP: Int
 
     /// Where block `i`'s counters start.
     public func block(_ i: Int) -> UnsafeMutablePointer<UInt64> {
@@ -37,9 +39,37 @@ public final class StatsFile: @unchecked Sendable {
     /// The neighbor table's memory (see KeelForward.NeighborTable).
     public var neighborRegion: UnsafeMutableRawPointer { base + StatsFile.headerSize + lcores * StatsFile.blockSize }
 
-    public static func size(lcores: Int, neighborCapacity: Int, entrySize: Int = 32) -> Int {
-        let n = headerSize + lcores * blockSize + 64 + neighborCapacity * entrySize // 64: the table's header (version)
+    public static func size(lcores: Int, neighborCapacity: Int, vips: Int = 0, backendsPerVIP: Int = 0, entrySize: Int = 32) -> Int {
+        let n = lbOffset(lcores: lcores, neighborCapacity: neighborCapacity, entrySize: entrySize) + lcores * lbBlockSize(vips, backendsPerVIP)
         return (n + 4095) & ~4095
+    }
+
+    static func lbOffset(lcores: Int, neighborCapacity: Int, entrySize: Int = 32) -> Int {
+        let n = headerSize + lcores * blockSize + 64 + neighborCapacity * entrySize // 64: the table's header (version)
+        return (n + 63) & ~63
+    }
+
+    static func lbBlockSize(_ vips: Int, _ backends: Int) -> Int { 8 * (vips * LBCounter.perVIP + vips * backends * LBCounter.perBackend) }
+
+    /// Lcore `i`'s load-balancer counters: per VIP index `LBCounter.perVIP`
+    /// words, then per (VIP, backend position) `LBCounter.perBackend` words.
+    public func lbBlock(_ i: Int) -> UnsafeMutablePointer<UInt64> {
+        (base + StatsFile.lbOffset(lcores: lcores, neighborCapacity: neighborCapacity) + i * StatsFile.lbBlockSize(vips, backendsPerVIP))
+            .assumingMemoryBound(to: UInt64.self)
+    }
+
+    /// Index in an LB block of VIP `v`'s counter `c`.
+    public func vipCounter(_ v: Int, _ c: Int) -> Int { v * LBCounter.perVIP + c }
+    /// Index in an LB block of backend position `k` of VIP `v`, counter `c`.
+    public func backendCounter(_ v: Int, _ k: Int, _ c: Int) -> Int {
+        vips * LBCounter.perVIP + (v * backendsPerVIP + k) * LBCounter.perBackend + c
+    }
+
+    /// Sum over the packet lcores' LB blocks.
+    public func lbTotal(_ index: Int) -> UInt64 {
+        var t: UInt64 = 0
+        for i in 0..<lcores { t &+= SharedWord.load(UnsafeMutableRawPointer(lbBlock(i) + index)) }
+        return t
     }
 
     public enum Failure: Error, CustomStringConvertible {
@@ -58,16 +88,19 @@ public final class StatsFile: @unchecked Sendable {
         lcores = Int(base.load(fromByteOffset: StatsFile.oLcores, as: UInt32.self))
         ports = Int(base.load(fromByteOffset: StatsFile.oPorts, as: UInt32.self))
         neighborCapacity = Int(base.load(fromByteOffset: StatsFile.oNeighborCapacity, as: UInt32.self))
+        vips = Int(base.load(fromByteOffset: StatsFile.oVIPs, as: UInt32.self))
+        backendsPerVIP = Int(base.load(fromByteOffset: StatsFile.oBackends, as: UInt32.self))
     }
 
     deinit { munmap(base, size) }
 
     /// Creates (or replaces) the file for a data plane with these lcores and ports.
-    public static func create(path: String, lcores: Int, portNames: [String], neighborCapacity: Int) throws -> StatsFile {
+    public static func create(path: String, lcores: Int, portNames: [String], neighborCapacity: Int,
+                              vips: Int = 0, backendsPerVIP: Int = 0) throws -> StatsFile {
         guard lcores <= maxLcores, portNames.count <= maxPorts else {
             throw Failure.invalid("stats file: at most \(maxLcores) lcores and \(maxPorts) ports")
         }
-        let size = size(lcores: lcores, neighborCapacity: neighborCapacity)
+        let size = size(lcores: lcores, neighborCapacity: neighborCapacity, vips: vips, backendsPerVIP: backendsPerVIP)
         // A fresh file (unlink first) so a reader of the old one keeps its own mapping.
         unlink(path)
         let fd = Glibc.open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
@@ -80,6 +113,8 @@ public final class StatsFile: @unchecked Sendable {
         p.storeBytes(of: UInt32(lcores), toByteOffset: oLcores, as: UInt32.self)
         p.storeBytes(of: UInt32(portNames.count), toByteOffset: oPorts, as: UInt32.self)
         p.storeBytes(of: UInt32(neighborCapacity), toByteOffset: oNeighborCapacity, as: UInt32.self)
+        p.storeBytes(of: UInt32(vips), toByteOffset: oVIPs, as: UInt32.self)
+        p.storeBytes(of: UInt32(backendsPerVIP), toByteOffset: oBackends, as: UInt32.self)
         p.storeBytes(of: UInt64(getpid()), toByteOffset: oPid, as: UInt64.self)
         p.storeBytes(of: realtimeNs(), toByteOffset: oStarted, as: UInt64.self)
         p.storeBytes(of: UInt64(size), toByteOffset: oSize, as: UInt64.self)
@@ -111,8 +146,10 @@ public final class StatsFile: @unchecked Sendable {
         }
         let lc = Int(p.load(fromByteOffset: oLcores, as: UInt32.self))
         let nc = Int(p.load(fromByteOffset: oNeighborCapacity, as: UInt32.self))
-        guard lc <= maxLcores, Int(p.load(fromByteOffset: oPorts, as: UInt32.self)) <= maxPorts,
-              Int(p.load(fromByteOffset: oSize, as: UInt64.self)) == size, StatsFile.size(lcores: lc, neighborCapacity: nc) == size else {
+        let nv = Int(p.load(fromByteOffset: oVIPs, as: UInt32.self)), nb = Int(p.load(fromByteOffset: oBackends, as: UInt32.self))
+        guard lc <= maxLcores, Int(p.load(fromByteOffset: oPorts, as: UInt32.self)) <= maxPorts, nv < 1 << 20, nb <= 65536,
+              Int(p.load(fromByteOffset: oSize, as: UInt64.self)) == size,
+              StatsFile.size(lcores: lc, neighborCapacity: nc, vips: nv, backendsPerVIP: nb) == size else {
             munmap(p, size)
             throw Failure.invalid("stats file \(path): header does not match its size")
         }

@@ -159,6 +159,19 @@ public struct Snapshot: @unchecked Sendable {
                          source: r.load(fromByteOffset: 48, as: UInt8.self) != 0 ? IPAddress.load(from: r + 32) : nil)
     }
 
+    /// VIP `index`'s record, raw, for the fast path. Offsets: 0 present, 1 protocol,
+    /// 2 encap (1 IPIP, 2 GUE), 3 hash fields (5, 3, 1), 4 port, 6 GUE port,
+    /// 8 Maglev table size (UInt32), 12 backend count (UInt32), 16 address,
+    /// 32 outer source, 48 outer source present, 49 family (addresses: 16 bytes, IPv4 mapped).
+    @inlinable @inline(__always)
+    public func vipRaw(_ index: Int) -> UnsafeRawPointer { vips + index &* SnapshotLayout.vipSize }
+
+    /// Backend `k` of VIP `index`, raw (sorted by id): 0 id (UInt32), 4 weight, 8 state (BackendState), 9 family, 16 address.
+    @inlinable @inline(__always)
+    public func backendRaw(_ index: Int, _ k: Int) -> UnsafeRawPointer {
+        backends + (index &* backendsPerVIP &+ k) &* SnapshotLayout.backendSize
+    }
+
     /// Maglev entry `i` of VIP `index`: a position in its backend list (0xFFFF: none).
     @inlinable @inline(__always)
     public func maglevEntry(_ index: Int, _ i: Int) -> UInt16 {

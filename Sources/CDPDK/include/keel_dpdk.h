@@ -27,6 +27,17 @@ static inline void *keel_mbuf_data(struct rte_mbuf *m) { return rte_pktmbuf_mtod
 /* data_len/pkt_len sit in an anonymous-union-heavy struct; one accessor each keeps Swift out of its layout. */
 static inline uint16_t keel_mbuf_data_len(const struct rte_mbuf *m) { return m->data_len; }
 static inline void keel_mbuf_set_len(struct rte_mbuf *m, uint16_t len) { m->data_len = len; m->pkt_len = len; }
+/* Moves the start of a one-segment mbuf's data by `delta` bytes (positive:
+ * into the headroom, for encapsulation) and sets its length to `len`. NULL
+ * when the headroom or the buffer is too small (nothing changed then). */
+static inline void *keel_mbuf_reframe(struct rte_mbuf *m, int delta, uint16_t len) {
+    int off = (int)m->data_off - delta;
+    if (off < 0 || off + (int)len > (int)m->buf_len) return NULL;
+    m->data_off = (uint16_t)off;
+    m->data_len = len;
+    m->pkt_len = len;
+    return rte_pktmbuf_mtod(m, void *);
+}
 /* RTE_MBUF_DEFAULT_BUF_SIZE and RTE_ETH_RSS_* are macros. */
 static inline uint16_t keel_mbuf_default_buf_size(void) { return RTE_MBUF_DEFAULT_BUF_SIZE; }
 

@@ -1,0 +1,133 @@
+import CKeelIntrinsics
+
+/// A worker's connection table: which backend each load-balanced flow uses.
+///
+/// Fixed size, set at start (`conntrack.flows`), never grows: a SYN flood can
+/// fill it but not exhaust memory. Buckets are one cache line of four 16-byte
+/// entries; a flow lives in the bucket its flow hash picks and is recognised
+/// by a 48-bit fingerprint from an independent hash (with the bucket index,
+/// 60+ bits tell flows apart). An entry:
+///
+///     word 0: fingerprint (48) | backend position in the VIP's list (16)
+///     word 1: backend id (32) | expiry tick (24) | flags (8)
+///
+/// Ticks are 2^30 ns (about 1.07 s). An empty entry has word 1 = 0 (backend
+/// ids start at 1). Inserting into a full bucket evicts the entry closest to
+/// expiry (expired entries first), so the oldest idle flows go first.
+///
+/// One writer: the worker that owns it (flows are steered to one worker), so
+/// no atomics or locks. Written in-house: it is the fast path.
+public struct ConnTable {
+    public static let entriesPerBucket = 4, entrySize = 16
+    public static let closing: UInt64 = 1 // a FIN or RST was seen: the short timeout applies
+    public static let udp: UInt64 = 2
+
+    let buckets: UnsafeMutableRawPointer
+    public let bucketMask: Int
+    /// Timeouts in ticks.
+    public let tcpTicks: UInt32, closingTicks: UInt32, udpTicks: UInt32
+
+    /// `flows` is rounded up to a power of two buckets of four.
+    public init(flows: Int, tcpTimeout: Double = 300, closingTimeout: Double = 10, udpTimeout: Double = 30) {
+        var n = 1
+        while n * ConnTable.entriesPerBucket < max(flows, 4) { n <<= 1 }
+        bucketMask = n - 1
+        buckets = UnsafeMutableRawPointer.allocate(byteCount: n * 64, alignment: 64)
+        buckets.initializeMemory(as: UInt8.self, repeating: 0, count: n * 64)
+        func ticks(_ s: Double) -> UInt32 { UInt32(max(1, min(Double(1 << 23), (s * 1e9 / Double(1 << 30)).rounded(.up)))) }
+        tcpTicks = ticks(tcpTimeout); closingTicks = ticks(closingTimeout); udpTicks = ticks(udpTimeout)
+    }
+
+    /// A handle, copied freely (it is a pointer): the owner frees it once.
+    public func deallocate() { buckets.deallocate() }
+
+    public var capacity: Int { (bucketMask + 1) * ConnTable.entriesPerBucket }
+    public static func bytes(flows: Int) -> Int {
+        var n = 1
+        while n * entriesPerBucket < max(flows, 4) { n <<= 1 }
+        return n * 64
+    }
+
+    @inlinable @inline(__always)
+    public static func tick(_ ns: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: ns >> 30) & 0xFF_FFFF }
+
+    /// Whether expiry tick `e` is still ahead of `now` (24-bit wrap-around arithmetic).
+    @inline(__always)
+    static func alive(_ e: UInt32, _ now: UInt32) -> Bool {
+        let d = (e &- now) & 0xFF_FFFF
+        return d != 0 && d < 0x80_0000
+    }
+
+    public struct Hit {
+        public var entry: UnsafeMutableRawPointer
+        public var position: Int
+        public var backendID: UInt32
+        public var flags: UInt64
+    }
+
+    @inline(__always)
+    func bucket(_ hash: UInt64) -> UnsafeMutableRawPointer { buckets + (Int(truncatingIfNeeded: hash) & bucketMask) &* 64 }
+
+    /// Starts loading the flow's bucket.
+    @inline(__always)
+    public func prefetch(_ hash: UInt64) { keel_prefetch0(bucket(hash)) }
+
+    /// The live entry of the flow (`hash` picks the bucket, `fingerprint` the entry).
+    @inline(__always)
+    public func find(hash: UInt64, fingerprint: UInt64, now: UInt32) -> Hit? {
+        let b = bucket(hash)
+        let fp = fingerprint & ~0xFFFF
+        for i in 0..<ConnTable.entriesPerBucket {
+            let e = b + i &* 16
+            let w0 = e.load(as: UInt64.self), w1 = e.load(fromByteOffset: 8, as: UInt64.self)
+            if w1 != 0 && w0 & ~0xFFFF == fp && ConnTable.alive(UInt32(truncatingIfNeeded: w1 >> 8) & 0xFF_FFFF, now) {
+                return Hit(entry: e, position: Int(w0 & 0xFFFF), backendID: UInt32(truncatingIfNeeded: w1 >> 32), flags: w1 & 0xFF)
+            }
+        }
+        return nil
+    }
+
+    /// Timeout in ticks for an entry with `flags`.
+    @inline(__always)
+    func timeout(_ flags: UInt64) -> UInt32 {
+        flags & ConnTable.closing != 0 ? closingTicks : flags & ConnTable.udp != 0 ? udpTicks : tcpTicks
+    }
+
+    /// Refreshes a hit: new expiry, flags or'ed in, the backend's position/id (they may move after a change).
+    @inline(__always)
+    public func touch(_ h: Hit, position: Int, backendID: UInt32, flags: UInt64, now: UInt32) {
+        let f = h.flags | flags
+        let w0 = h.entry.load(as: UInt64.self) & ~0xFFFF | UInt64(position & 0xFFFF)
+        let w1 = UInt64(backendID) << 32 | UInt64((now &+ timeout(f)) & 0xFF_FFFF) << 8 | f
+        if h.entry.load(as: UInt64.self) != w0 { h.entry.storeBytes(of: w0, as: UInt64.self) }
+        if h.entry.load(fromByteOffset: 8, as: UInt64.self) != w1 { h.entry.storeBytes(of: w1, toByteOffset: 8, as: UInt64.self) }
+    }
+
+    /// Records a new flow. Returns true when a live entry was evicted for it.
+    @inline(__always)
+    public func insert(hash: UInt64, fingerprint: UInt64, position: Int, backendID: UInt32, flags: UInt64, now: UInt32) -> Bool {
+        let b = bucket(hash)
+        var victim = 0, best: UInt32 = .max, evicted = true
+        for i in 0..<ConnTable.entriesPerBucket {
+            let w1 = (b + i &* 16).load(fromByteOffset: 8, as: UInt64.self)
+            let e = UInt32(truncatingIfNeeded: w1 >> 8) & 0xFF_FFFF
+            if w1 == 0 || !ConnTable.alive(e, now) { victim = i; evicted = false; break }
+            let left = (e &- now) & 0xFF_FFFF // ticks to expiry
+            if left < best { best = left; victim = i }
+        }
+        let e = b + victim &* 16
+        e.storeBytes(of: fingerprint & ~0xFFFF | UInt64(position & 0xFFFF), as: UInt64.self)
+        e.storeBytes(of: UInt64(backendID) << 32 | UInt64((now &+ timeout(flags)) & 0xFF_FFFF) << 8 | flags, toByteOffset: 8, as: UInt64.self)
+        return evicted
+    }
+
+    /// Live entries (a scan; for tests, stats and drain reports, not the fast path).
+    public func count(now: UInt32) -> Int {
+        var n = 0
+        for i in 0..<capacity {
+            let w1 = (buckets + i &* 16).load(fromByteOffset: 8, as: UInt64.self)
+            if w1 != 0 && ConnTable.alive(UInt32(truncatingIfNeeded: w1 >> 8) & 0xFF_FFFF, now) { n += 1 }
+        }
+        return n
+    }
+}
