@@ -195,6 +195,11 @@ public enum LoadBalancer {
         return c
     }
 
+    /// TTL / hop limit of the outer header on the wire. `encapsulate` writes
+    /// one more: the packet then goes through the routing step, which takes
+    /// one off like for every forwarded packet.
+    public static let outerTTL: UInt8 = 64
+
     /// Bytes the encapsulation puts in front of the inner packet.
     @inlinable @inline(__always)
     public static func overhead(encap: UInt8, outerV4: Bool) -> Int {
@@ -229,7 +234,7 @@ public enum LoadBalancer {
             outer.storeBytes(of: UInt16(total).bigEndian, toByteOffset: 2, as: UInt16.self)
             outer.storeBytes(of: 0, toByteOffset: 4, as: UInt16.self)
             outer.storeBytes(of: UInt16(0x4000).bigEndian, toByteOffset: 6, as: UInt16.self)
-            outer.storeBytes(of: 64, toByteOffset: 8, as: UInt8.self)
+            outer.storeBytes(of: outerTTL &+ 1, toByteOffset: 8, as: UInt8.self)
             outer.storeBytes(of: encap == gue ? 17 : innerProto, toByteOffset: 9, as: UInt8.self)
             outer.storeBytes(of: 0, toByteOffset: 10, as: UInt16.self)
             (outer + 12).copyMemory(from: source + 12, byteCount: 4)
@@ -241,7 +246,7 @@ public enum LoadBalancer {
             outer.storeBytes(of: (0x6000_0000 | UInt32(tos) << 20 | label).bigEndian, as: UInt32.self)
             outer.storeBytes(of: UInt16(total &- 40).bigEndian, toByteOffset: 4, as: UInt16.self)
             outer.storeBytes(of: encap == gue ? 17 : innerProto, toByteOffset: 6, as: UInt8.self)
-            outer.storeBytes(of: 64, toByteOffset: 7, as: UInt8.self)
+            outer.storeBytes(of: outerTTL &+ 1, toByteOffset: 7, as: UInt8.self)
             (outer + 8).copyMemory(from: source, byteCount: 16)
             (outer + 24).copyMemory(from: destination, byteCount: 16)
         }
