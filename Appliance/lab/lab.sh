@@ -4,15 +4,19 @@
 #
 #   client (10.1.0.2, 2001:db8:1::2) ── p0 [router: keel-dataplane] p1 ── server1 (10.2.0.2, 2001:db8:2::2)
 #                                                                  p2 ── server2 (10.3.0.2, 2001:db8:3::2)
+#                                                                  p3 ── switch ── be1 be2 be3 be4 (10.4.0.11-14)
 #   198.51.100.0/24 and 2001:db8:100::/48: ECMP over server1 and server2 (both hold .1 on lo)
-#   the router's kernel (SSH, BGP, listeners) sits behind one TAP per port
+#   VIP 203.0.113.10: TCP 80 over IPIP and UDP 53 over GUE (port 6080) to be1-be3
+#   (be4 is a spare for adding); the backends hold the VIP on lo and answer
+#   the client directly; the router's kernel sits behind one TAP per port
 #
 # Usage (as root):
 #   lab.sh demo      install, build, start, show ping/traceroute/curl/iperf3 and the counters, clean up
 #   lab.sh up        create the lab and start keel-dataplane in the background (LAB=name to run several)
 #   lab.sh down      stop it and remove everything it created
 #   lab.sh stats     the data plane's counters
-#   lab.sh exec NS CMD...   run a command in a lab namespace (client, router, server1, server2)
+#   lab.sh publish FILE   compile and publish a routing configuration (routes, VIPs) to the running lab
+#   lab.sh exec NS CMD...   run a command in a lab namespace (client, router, server1, server2, switch, be1-be4)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -22,6 +26,7 @@ RUN="/run/keel-lab-$LAB"
 [ -x /opt/swift/usr/bin/swift ] && export PATH="/opt/swift/usr/bin:$PATH"
 
 ns() { echo "$LAB-$1"; }
+NAMESPACES="client router server1 server2 switch be1 be2 be3 be4"
 inns() { local n="$1"; shift; ip netns exec "$(ns "$n")" "$@"; }
 
 need_root() { [ "$(id -u)" -eq 0 ] || { echo "lab.sh: run as root" >&2; exit 1; }; }
@@ -58,10 +63,11 @@ up() {
     [ -x "$BIN/keel-dataplane" ] || { echo "lab.sh: $BIN/keel-dataplane missing (build first: lab.sh demo builds)" >&2; exit 1; }
     down >/dev/null 2>&1 || true
     mkdir -p "$RUN"
-    for n in client router server1 server2; do ip netns add "$(ns $n)"; inns $n ip link set lo up; done
+    for n in $NAMESPACES; do ip netns add "$(ns $n)"; inns $n ip link set lo up; done
     veth "${LAB}r0" client "${LAB}c0"
     veth "${LAB}r1" server1 "${LAB}s1"
     veth "${LAB}r2" server2 "${LAB}s2"
+    veth "${LAB}r3" switch "${LAB}w3"
     # Router side: DPDK owns these ends. The kernel still sees their frames
     # (af_packet copies, it does not steal), and would answer for the TAPs'
     # addresses on them too, so: no ARP, no IPv6, and every IPv4 packet
@@ -69,7 +75,7 @@ up() {
     # has none of this). Fixed MACs = the ports' MACs.
     inns router ip rule add pref 100 lookup local
     inns router ip rule del pref 0
-    for i in 0 1 2; do
+    for i in 0 1 2 3; do
         inns router sysctl -qw "net.ipv6.conf.${LAB}r$i.disable_ipv6=1"
         inns router ip link set "${LAB}r$i" address "02:4b:00:00:00:0$((i + 1))" arp off up
         inns router ip rule add pref 10 iif "${LAB}r$i" blackhole
@@ -92,15 +98,31 @@ up() {
         inns $n ip -6 route add default via "2001:db8:$net::1"
         offloads_off $n "$d"
     done
+    backends
 
     cat > "$RUN/routing.yaml" <<YAML
 ports:
   - {name: p0, mac: "02:4b:00:00:00:01", addresses: [10.1.0.1/24, "2001:db8:1::1/64"]}
   - {name: p1, mac: "02:4b:00:00:00:02", addresses: [10.2.0.1/24, "2001:db8:2::1/64"]}
   - {name: p2, mac: "02:4b:00:00:00:03", addresses: [10.3.0.1/24, "2001:db8:3::1/64"]}
+  - {name: p3, mac: "02:4b:00:00:00:04", addresses: [10.4.0.1/24]}
 routes:
   - {prefix: 198.51.100.0/24, next_hops: [{gateway: 10.2.0.2}, {gateway: 10.3.0.2}]}
   - {prefix: "2001:db8:100::/48", next_hops: [{gateway: "2001:db8:2::2"}, {gateway: "2001:db8:3::2"}]}
+vips:
+  - id: 1
+    address: 203.0.113.10
+    protocol: tcp
+    port: 80
+    table_size: 4099
+    backends: [{id: 1, address: 10.4.0.11}, {id: 2, address: 10.4.0.12}, {id: 3, address: 10.4.0.13}]
+  - id: 2
+    address: 203.0.113.10
+    protocol: udp
+    port: 53
+    encap: {type: gue, port: 6080}
+    table_size: 4099
+    backends: [{id: 11, address: 10.4.0.11}, {id: 12, address: 10.4.0.12}, {id: 13, address: 10.4.0.13}]
 YAML
     "$BIN/keel-control" publish --routing "$RUN/routing.yaml" --tables "$RUN/tables" --small
 
@@ -113,7 +135,9 @@ ports:
   - {name: p0, device: "net_af_packet0,iface=${LAB}r0", tap: ${LAB}-p0}
   - {name: p1, device: "net_af_packet1,iface=${LAB}r1", tap: ${LAB}-p1}
   - {name: p2, device: "net_af_packet2,iface=${LAB}r2", tap: ${LAB}-p2}
+  - {name: p3, device: "net_af_packet3,iface=${LAB}r3", tap: ${LAB}-p3}
 mempool: {mbufs: 8191}
+conntrack: {flows: 65536}
 YAML
     # Its own session, stdin from /dev/null, and none of the caller's other
     # descriptors: a caller that waits for EOF on a pipe (command substitution,
@@ -139,6 +163,49 @@ YAML
     exit 1
 }
 
+# The load-balancing side: a switch (a bridge in its own namespace) on p3 and
+# four backends that decapsulate IPIP/GUE (the kernel's own tunnels when it
+# has them, else decap.py through a TUN device) with the VIP on lo.
+backends() {
+    inns switch ip link add br0 type bridge
+    inns switch ip link set br0 up
+    inns switch ip link set "${LAB}w3" master br0 up
+    offloads_off switch "${LAB}w3"
+    for b in 1 2 3 4; do
+        local n="be$b" d="${LAB}e$b"
+        ip link add "${LAB}x$b" type veth peer name "$d"
+        ip link set "${LAB}x$b" netns "$(ns switch)"
+        ip link set "$d" netns "$(ns $n)"
+        inns switch ip link set "${LAB}x$b" master br0 up
+        offloads_off switch "${LAB}x$b"
+        inns $n ip link set "$d" up
+        inns $n ip addr add "10.4.0.1$b/24" dev "$d"
+        inns $n ip addr add 203.0.113.10/32 dev lo
+        inns $n ip route add default via 10.4.0.1
+        inns $n sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 "net.ipv4.conf.$d.rp_filter=0"
+        offloads_off $n "$d"
+        if inns $n ip link set tunl0 up 2>/dev/null && inns $n ip fou add port 6080 gue 2>/dev/null; then
+            inns $n sysctl -qw net.ipv4.conf.tunl0.rp_filter=0
+        else
+            (
+                for fd in $(ls /proc/$BASHPID/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done
+                exec setsid ip netns exec "$(ns $n)" python3 "$here/decap.py" decap0 6080 </dev/null >"$RUN/decap-$n.log" 2>&1
+            ) &
+        fi
+    done
+    for b in 1 2 3 4; do
+        for _ in $(seq 1 50); do
+            { inns be$b ip link show tunl0 2>/dev/null | grep -q UP || grep -q ready "$RUN/decap-be$b.log" 2>/dev/null; } && break
+            sleep 0.1
+        done
+    done
+}
+
+publish() {
+    need_root
+    "$BIN/keel-control" publish --routing "$1" --tables "$RUN/tables" --small
+}
+
 down() {
     if [ -f "$RUN/dataplane.pid" ]; then
         local pid; pid=$(cat "$RUN/dataplane.pid")
@@ -149,7 +216,7 @@ down() {
         fi
     fi
     # Kill anything else still running inside the lab (servers, listeners).
-    for n in client router server1 server2; do
+    for n in $NAMESPACES; do
         ip netns pids "$(ns $n)" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
         ip netns del "$(ns $n)" 2>/dev/null || true
     done
@@ -209,6 +276,7 @@ case "${1:-}" in
     up) up ;;
     down) need_root; down ;;
     stats) shift; stats "$@" ;;
+    publish) shift; publish "$1" ;;
     exec) shift; n="$1"; shift; inns "$n" "$@" ;;
-    *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
