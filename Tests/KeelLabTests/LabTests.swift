@@ -157,7 +157,7 @@ final class LabTests: XCTestCase {
         XCTAssertGreaterThan((events["from_kernel"] as? Int) ?? 0, 0, st.1)
         XCTAssertGreaterThan((events["icmp_errors_sent"] as? Int) ?? 0, 0, st.1)
         let ports = stats["ports"] as? [[String: Any]] ?? []
-        XCTAssertEqual(ports.count, 3)
+        XCTAssertEqual(ports.count, 4)
         for p in ports { XCTAssertEqual(p["up"] as? Bool, true, "\(p)") }
         XCTAssertGreaterThan((ports.first?["rx_bytes"] as? Int) ?? 0, 30_000_000 / 2, st.1)
 
@@ -170,4 +170,171 @@ final class LabTests: XCTestCase {
         XCTAssertTrue(finalLog.contains("stopped"), finalLog)
         for i in 0..<tables.readerCount { XCTAssertEqual(tables.line(i).load(ordering: .acquiring), 0, "line \(i) still online") }
     }
+
+    /// Load balancing end to end: a client, the router, four backends whose
+    /// kernels answer from the VIP on lo (direct server return). The lab's
+    /// routing.yaml has VIP 203.0.113.10 TCP 80 (IPIP) and UDP 53 (GUE) on
+    /// be1-be3; the test republishes changes with `lab.sh publish`.
+    func testLoadBalancingInANamespaceLab() throws {
+        let script = "\(repo)/Appliance/lab/lab.sh"
+        let up = sh("bash \(script) up", timeout: 120)
+        defer {
+            if (testRun?.failureCount ?? 0) > 0 {
+                print("--- data plane log:\n" + ((try? String(contentsOfFile: "/run/keel-lab-\(lab)/dataplane.log", encoding: .utf8)) ?? "none"))
+                print(sh("bash \(script) stats").1)
+            }
+            let down = sh("bash \(script) down", timeout: 60)
+            XCTAssertEqual(down.0, 0, down.1)
+            XCTAssertFalse(sh("ip netns list").1.contains("\(lab)-"), "namespaces left behind")
+        }
+        XCTAssertEqual(up.0, 0, up.1)
+        guard up.0 == 0 else { return }
+        let run = "/run/keel-lab-\(lab)"
+        let base = try String(contentsOfFile: "\(run)/routing.yaml", encoding: .utf8)
+        guard let cut = base.range(of: "vips:") else { return XCTFail("no VIPs in the lab's routing.yaml:\n\(base)") }
+        /// The lab's routing with the two VIPs on backends (number, weight); TCP ids 1-4, UDP ids 11-14.
+        func publish(_ backends: [(Int, Int)], _ name: String) {
+            func list(_ offset: Int) -> String {
+                "[" + backends.map { "{id: \($0.0 + offset), address: 10.4.0.1\($0.0), weight: \($0.1)}" }.joined(separator: ", ") + "]"
+            }
+            let yaml = String(base[..<cut.lowerBound]) + """
+            vips:
+              - {id: 1, address: 203.0.113.10, protocol: tcp, port: 80, table_size: 4099, backends: \(list(0))}
+              - {id: 2, address: 203.0.113.10, protocol: udp, port: 53, encap: {type: gue, port: 6080}, table_size: 4099, backends: \(list(10))}
+
+            """
+            try? yaml.write(toFile: "\(run)/\(name).yaml", atomically: true, encoding: .utf8)
+            let r = sh("bash \(script) publish \(run)/\(name).yaml")
+            XCTAssertEqual(r.0, 0, r.1)
+        }
+
+        // Every backend: HTTP on the VIP naming itself (/slow: its name, then 10 MB over 8 s), UDP echoing its name.
+        for b in 1...4 {
+            background("be\(b)", python: """
+            import http.server, socket, threading, time
+            class H(http.server.BaseHTTPRequestHandler):
+                def log_message(self, *a): pass
+                def do_GET(self):
+                    self.send_response(200); self.end_headers()
+                    self.wfile.write(b'be\(b)\\n')
+                    if self.path == '/slow':
+                        for _ in range(160):
+                            self.wfile.write(b'x' * 65536); time.sleep(0.05)
+            def udp():
+                u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('203.0.113.10', 53))
+                while True:
+                    d, a = u.recvfrom(2048); u.sendto(b'be\(b)', a)
+            threading.Thread(target=udp, daemon=True).start()
+            http.server.ThreadingHTTPServer.allow_reuse_address = True
+            http.server.ThreadingHTTPServer(('203.0.113.10', 80), H).serve_forever()
+            """)
+        }
+        for b in 1...4 { waitListening("be\(b)", 80) }
+
+        // N HTTP connections from fixed source ports (so the outcome does not depend on the kernel's choice of ports).
+        func connections(from first: Int, count: Int) -> [String: Int] {
+            let r = inNS("client", """
+            python3 -c "
+            import socket, collections
+            n = collections.Counter()
+            for p in range(\(first), \(first + count)):
+                s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.settimeout(3)
+                s.bind(('10.1.0.2', p)); s.connect(('203.0.113.10', 80))
+                s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n'); d = b''
+                while True:
+                    c = s.recv(4096)
+                    if not c: break
+                    d += c
+                s.close(); n[d.split(b'\\r\\n\\r\\n', 1)[1].decode().strip()] += 1
+            print(' '.join(f'{k}={v}' for k, v in sorted(n.items())))"
+            """, timeout: 180)
+            XCTAssertEqual(r.0, 0, r.1)
+            var out: [String: Int] = [:]
+            for kv in r.1.split(whereSeparator: \.isWhitespace) {
+                let p = kv.split(separator: "=")
+                if p.count == 2, let v = Int(p[1]) { out[String(p[0])] = v }
+            }
+            XCTAssertEqual(out.values.reduce(0, +), count, r.1)
+            return out
+        }
+        func within(_ got: Int?, _ want: Double, _ what: String) {
+            XCTAssertEqual(Double(got ?? 0), want, accuracy: want * 0.05, what)
+        }
+
+        // 3,000 connections over three equal backends: each within 5% of a third.
+        let equal = connections(from: 20000, count: 3000)
+        print("VIP, equal weights, 3000 connections: \(equal)")
+        for b in ["be1", "be2", "be3"] { within(equal[b], 1000, "\(b) of 3000 equal: \(equal)") }
+
+        // Weights 1:2:1.
+        publish([(1, 1), (2, 2), (3, 1)], "weighted")
+        let w = connections(from: 23000, count: 3000)
+        print("VIP, weights 1:2:1, 3000 connections: \(w)")
+        within(w["be1"], 750, "be1 at weight 1: \(w)")
+        within(w["be2"], 1500, "be2 at weight 2: \(w)")
+        within(w["be3"], 750, "be3 at weight 1: \(w)")
+
+        // A long transfer keeps its backend while another backend is removed and be4 added.
+        publish([(1, 1), (2, 1), (3, 1)], "equal")
+        let transfer = "\(run)/transfer"
+        sh("( closefds; exec ip netns exec \(lab)-client python3 -c \"" + """
+        import socket
+        s = socket.socket(); s.settimeout(10); s.connect(('203.0.113.10', 80)); s.sendall(b'GET /slow HTTP/1.0\\r\\n\\r\\n')
+        d = b''; named = False
+        try:
+            while True:
+                c = s.recv(65536)
+                if not c: break
+                d += c
+                if not named and b'\\n' in d.split(b'\\r\\n\\r\\n', 1)[-1]:
+                    open('\(transfer).name', 'w').write(d.split(b'\\r\\n\\r\\n', 1)[1].split(b'\\n')[0].decode()); named = True
+            result = 'ok %d' % len(d.split(b'\\r\\n\\r\\n', 1)[1])
+        except Exception as e:
+            result = 'error %s after %d' % (e, len(d))
+        open('\(transfer).done', 'w').write(result)
+        """ + "\" </dev/null >/dev/null 2>&1 ) &")
+        XCTAssertEqual(sh("for i in $(seq 1 50); do [ -s \(transfer).name ] && exit 0; sleep 0.1; done; exit 1").0, 0, "the transfer did not start")
+        let a = (try? String(contentsOfFile: "\(transfer).name", encoding: .utf8)) ?? ""
+        let removed = ["be1", "be2", "be3"].first { $0 != a }!
+        let rid = Int(String(removed.last!))!
+        publish([1, 2, 3, 4].filter { $0 != rid }.map { ($0, 1) }, "changed")
+        let after = connections(from: 27000, count: 1000)
+        print("VIP after removing \(removed) and adding be4 (transfer on \(a)): \(after)")
+        XCTAssertNil(after[removed], "no new flow reaches the removed backend: \(after)")
+        XCTAssertGreaterThan(after["be4"] ?? 0, 150, "the added backend takes new flows: \(after)")
+        XCTAssertEqual(sh("for i in $(seq 1 300); do [ -s \(transfer).done ] && exit 0; sleep 0.1; done; exit 1").0, 0, "the transfer did not end")
+        XCTAssertEqual(try? String(contentsOfFile: "\(transfer).done", encoding: .utf8), "ok \(4 + 160 * 65536)",
+                       "the transfer on \(a) went on without reset while \(removed) left")
+
+        // UDP through GUE: 300 clients (source ports), every one answered.
+        let udp = inNS("client", """
+        python3 -c "
+        import socket, collections
+        n = collections.Counter()
+        for p in range(30000, 30300):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('10.1.0.2', p)); s.settimeout(1)
+            for attempt in range(3):
+                s.sendto(b'q', ('203.0.113.10', 53))
+                try:
+                    n[s.recv(64).decode()] += 1; break
+                except socket.timeout:
+                    pass
+            s.close()
+        print(' '.join(f'{k}={v}' for k, v in sorted(n.items())))"
+        """, timeout: 120)
+        print("UDP VIP, 300 clients: \(udp.1)")
+        let answered = udp.1.split(whereSeparator: \.isWhitespace).compactMap { Int($0.split(separator: "=").last ?? "") }.reduce(0, +)
+        XCTAssertEqual(answered, 300, udp.1)
+        XCTAssertTrue(udp.1.contains("be4=") && !udp.1.contains("\(removed)="), "UDP follows the changed VIP too: \(udp.1)")
+
+        // The per-VIP counters.
+        let st = sh("bash \(script) stats --json")
+        let stats = (try? JSONSerialization.jsonObject(with: Data(st.1.utf8)) as? [String: Any]) ?? [:]
+        let vips = stats["vips"] as? [[String: Any]] ?? []
+        let v1 = vips.first { ($0["id"] as? Int) == 1 }
+        XCTAssertGreaterThanOrEqual((v1?["new_flows"] as? Int) ?? 0, 7001, st.1)
+        XCTAssertGreaterThan((v1?["conn_hits"] as? Int) ?? 0, 7001, st.1)
+        XCTAssertEqual(stats["drops"].flatMap { ($0 as? [String: Any])?["noBackend"] } as? Int, nil, st.1)
+    }
+
 }
