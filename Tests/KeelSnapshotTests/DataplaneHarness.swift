@@ -20,7 +20,7 @@ struct DataplaneRun {
         let tag = "\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let dir = NSTemporaryDirectory() + "keel-dp-\(tag)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        defer { if ProcessInfo.processInfo.environment["KEEL_KEEP"] == nil { try? FileManager.default.removeItem(atPath: dir) } }
         let tmp = TempTables("dp")
         let file = try TablesFile.create(path: tmp.path, limits: .small, readers: 4)
         let publisher = SnapshotPublisher(file: file)
