@@ -121,15 +121,51 @@ func driveDataPlane() throws {
     routing.neighbors = [Neighbor(address: "10.2.0.254", mac: "0e:00:00:00:00:fe", port: "p1"),
                          Neighbor(address: "10.2.0.2", mac: "0e:00:00:00:00:02", port: "p1"),
                          Neighbor(address: "10.2.0.3", mac: "0e:00:00:00:00:03", port: "p1"),
-                         Neighbor(address: "2001:db8:2::2", mac: "0e:00:00:00:00:22", port: "p1")]
+                         Neighbor(address: "2001:db8:2::2", mac: "0e:00:00:00:00:22", port: "p1"),
+                         Neighbor(address: "10.2.0.11", mac: "0e:00:00:00:00:11", port: "p1"),
+                         Neighbor(address: "10.2.0.12", mac: "0e:00:00:00:00:12", port: "p1"),
+                         Neighbor(address: "2001:db8:2::11", mac: "0e:00:00:00:00:31", port: "p1")]
+    // Load balancing: IPIP and GUE, IPv4 and IPv6 (GUE over IPv6 computes the UDP checksum).
+    routing.vips = [
+        VIP(id: 1, address: "192.0.2.10", protocol: "tcp", port: 80, tableSize: 4099,
+            backends: [Backend(id: 1, address: "10.2.0.11"), Backend(id: 2, address: "10.2.0.12")]),
+        VIP(id: 2, address: "192.0.2.10", protocol: "udp", encap: Encap(type: "gue", port: 6080), tableSize: 4099,
+            backends: [Backend(id: 3, address: "10.2.0.11")]),
+        VIP(id: 3, address: "2001:db8:f::10", protocol: "tcp", port: 443, encap: Encap(type: "gue", port: 6080), tableSize: 4099,
+            backends: [Backend(id: 4, address: "2001:db8:2::11")]),
+    ]
     try SnapshotPublisher(file: file).publish(try Compiler(limits: .small).replace(with: routing))
     var dp = DataPlaneConfig(tables: tables, ports: [.init(name: "p0", device: "net_null0,no-rx=1"), .init(name: "p1", device: "net_null1,no-rx=1")])
     dp.stats = "\(dir)/stats"
     dp.lcores = .init(main: 0, io: [1], workers: [])
+    // One bucket of four: the burst's five VIP flows keep evicting each other, so the
+    // insert and eviction paths run in every burst, not only the hits.
+    dp.conntrack.flows = 4
     let plane = try DataPlane(config: dp, eal: ["--no-pci", "--no-huge", "-m", "256", "--no-shconf", "--lcores", "0@0,1@0",
                                                  "--log-level", "lib.eal:error", "--no-telemetry", "--file-prefix", "kac\(getpid())"],
                               log: { _ in })
-    // The burst: the same six kinds, addressed to port p0's MAC.
+    // The burst: the six routing kinds and, every other slot, VIP traffic
+    // (IPIP, GUE, IPv6, an ICMP error about a VIP flow), all addressed to port p0's MAC.
+    let quoted = Array(PacketBuilder.ipv4(src: "192.0.2.10", dst: "10.1.0.2", proto: 6, srcPort: 80, dstPort: 40000, payload: [])[14..<42])
+    var icmp: [UInt8] = [3, 4, 0, 0, 0, 0, 5, 20] + quoted
+    let c = icmp.withUnsafeBytes { Checksum.finish(Checksum.sum($0.baseAddress!, $0.count)) }
+    icmp[2] = UInt8(c >> 8); icmp[3] = UInt8(c & 0xFF)
+    var ip: [UInt8] = [0x45, 0, 0, UInt8(20 + icmp.count), 0, 1, 0, 0, 64, 1, 0, 0, 10, 1, 0, 77, 192, 0, 2, 10]
+    let h = ip.withUnsafeBytes { Checksum.ipv4Header($0.baseAddress!, headerLength: 20) }
+    ip[10] = UInt8(h >> 8); ip[11] = UInt8(h & 0xFF)
+    let lb: [[UInt8]] = [
+        PacketBuilder.ipv4(src: "10.1.0.2", dst: "192.0.2.10", proto: 6, srcPort: 40000, dstPort: 80),
+        PacketBuilder.ipv4(src: "10.1.0.2", dst: "192.0.2.10", proto: 6, srcPort: 40001, dstPort: 80),
+        PacketBuilder.ipv4(src: "10.1.0.2", dst: "192.0.2.10", proto: 17, srcPort: 40002, dstPort: 53),
+        PacketBuilder.ipv6(src: "2001:db8:1::2", dst: "2001:db8:f::10", proto: 6, srcPort: 40003, dstPort: 443),
+        PacketBuilder.ipv4(src: "10.1.0.2", dst: "192.0.2.10", proto: 6, srcPort: 40004, dstPort: 80),
+        PacketBuilder.ethernet(type: 0x0800) + ip + icmp,
+    ]
+    for i in 0..<burst where i % 2 == 1 {
+        let k = lb[(i / 2) % lb.count]
+        k.withUnsafeBytes { (pristine + i * stride).copyMemory(from: $0.baseAddress!, byteCount: k.count) }
+        lengths[i] = k.count
+    }
     for i in 0..<burst { (pristine + i * stride).copyMemory(from: [UInt8](arrayLiteral: 2, 0, 0, 0, 1, 0), byteCount: 6) }
     var allocations: UInt64 = 0, refcounts: UInt64 = 0, before: UInt64 = 0, rcBefore: UInt64 = 0
     plane.lcoreForDriving().drive(bursts: bursts, frames: pristine, stride: stride, lengths: lengths, count: burst) { on in
@@ -144,5 +180,8 @@ func driveDataPlane() throws {
     }
     let sent = plane.stats.total(Counter.txPackets(0)) + plane.stats.total(Counter.txPackets(1))
     if getenv("KEEL_DEBUG") != nil { print(StatsReport.text(plane.stats)) }
-    print("\(bursts) bursts of \(burst): \(sent / 2) forwarded, \(allocations) allocations, \(refcounts) retains/releases")
+    let vip = plane.stats.lbTotal(plane.stats.vipCounter(0, LBCounter.packets)) + plane.stats.lbTotal(plane.stats.vipCounter(1, LBCounter.packets))
+        + plane.stats.lbTotal(plane.stats.vipCounter(2, LBCounter.packets))
+    let evictions = plane.stats.lbTotal(plane.stats.vipCounter(0, LBCounter.connEvictions))
+    print("\(bursts) bursts of \(burst): \(sent / 2) forwarded, \(vip / 2) load-balanced, \(evictions / 2) evictions, \(allocations) allocations, \(refcounts) retains/releases")
 }

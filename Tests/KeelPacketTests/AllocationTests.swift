@@ -34,10 +34,16 @@ final class AllocationTests: XCTestCase {
     }
 
     /// The data plane's own lcore code over real mbufs and ports: 20,000 bursts
-    /// (echo replies, ICMP errors and drops among them) after as many to warm up.
+    /// (echo replies, ICMP errors and drops among them, and half of each burst
+    /// load-balanced: encapsulation, connection-table inserts and evictions)
+    /// after as many to warm up.
     func testDataPlaneLcoreAllocatesAndRetainsNothing() throws {
         let out = try run(["--dataplane"])
         let n = numbers(out)
+        let w = out.split(whereSeparator: { $0 == " " || $0 == "," || $0 == "\n" })
+        let balanced = Int(w[w.firstIndex(of: "load-balanced")! - 1]) ?? 0, evictions = Int(w[w.firstIndex(of: "evictions")! - 1]) ?? 0
+        XCTAssertGreaterThan(balanced, 20_000 * 16 - 1000, out)
+        XCTAssertGreaterThan(evictions, 20_000, out)
         XCTAssertGreaterThan(n.forwarded, 100_000, out)
         XCTAssertEqual(n.allocations, 0, out)
         XCTAssertEqual(n.refcounts, 0, out)
