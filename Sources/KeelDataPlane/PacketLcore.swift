@@ -185,7 +185,8 @@ public struct PacketLcore: @unchecked Sendable {
     }
 
     /// Pipeline I/O: hash each packet (the NIC's RSS hash, else the software
-    /// flow hash: 5-tuple, 3-tuple for fragments) and put it on that worker's ring.
+    /// flow hash: 5-tuple, 3-tuple for fragments; for ICMP errors the quoted
+    /// flow's) and put it on that worker's ring.
     @inline(__always)
     func steerBurst(_ rx: UnsafeMutablePointer<OpaquePointer?>, _ n: Int, _ steer: UnsafeMutablePointer<OpaquePointer?>,
                     _ steered: UnsafeMutablePointer<Int>, _ info: inout PacketInfo) {
@@ -195,7 +196,8 @@ public struct PacketLcore: @unchecked Sendable {
             let h: UInt64
             if let rss = mbufRSS(m) { h = FlowHash.mix(UInt64(rss)) } else {
                 let p = mbufData(m)
-                h = Parser.parse(p, length: mbufLength(m), into: &info) == .none ? FlowHash.of(p, info) : 0
+                let len = mbufLength(m)
+                h = Parser.parse(p, length: len, into: &info) == .none ? LoadBalancer.steeringHash(p, length: len, info) : 0
             }
             let k = Int(truncatingIfNeeded: h % UInt64(workers))
             steer[k * burst + steered[k]] = m

@@ -90,11 +90,27 @@ public enum LoadBalancer {
         }
     }
 
-    /// Whether the frame is an ICMP error quoting a flow to a VIP, and which.
-    /// `scratch`: 32 bytes.
+    /// The packet an ICMP/ICMPv6 error quotes, when it is TCP or UDP from the
+    /// address the error is sent to: offsets of its source and destination
+    /// addresses, its protocol and ports. Nil for anything else.
+    public struct Quote {
+        public var v4: Bool, proto: UInt8, src: Int, dst: Int, srcPort: UInt16, dstPort: UInt16
+        @inlinable
+        public init(v4: Bool, proto: UInt8, src: Int, dst: Int, srcPort: UInt16, dstPort: UInt16) {
+            self.v4 = v4; self.proto = proto; self.src = src; self.dst = dst; self.srcPort = srcPort; self.dstPort = dstPort
+        }
+        /// The hash of the quoted flow the other way round (as the peer that got the error's subject sends it).
+        @inlinable @inline(__always)
+        public func reversedHash(_ p: UnsafeRawPointer) -> UInt64 {
+            v4 ? FlowHash.v4(src: UInt32(bigEndian: p.loadUnaligned(fromByteOffset: dst, as: UInt32.self)),
+                             dst: UInt32(bigEndian: p.loadUnaligned(fromByteOffset: src, as: UInt32.self)),
+                             proto: proto, srcPort: dstPort, dstPort: srcPort)
+               : FlowHash.v6(src: p + dst, dst: p + src, proto: proto, srcPort: dstPort, dstPort: srcPort)
+        }
+    }
+
     @inlinable
-    public static func quotedFlow(_ p: UnsafeRawPointer, length: Int, _ info: PacketInfo, _ s: Snapshot,
-                                  scratch: UnsafeMutableRawPointer) -> QuotedFlow? {
+    public static func quote(_ p: UnsafeRawPointer, length: Int, _ info: PacketInfo) -> Quote? {
         guard !info.fragment else { return nil }
         let l4 = Int(info.l4Offset), l3 = Int(info.l3Offset)
         let q = l4 &+ 8
@@ -124,22 +140,31 @@ public enum LoadBalancer {
             else { return nil }
         }
         guard proto == 6 || proto == 17, length >= quotedL4 &+ 4 else { return nil }
-        let vipPort = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: quotedL4, as: UInt16.self))
-        let clientPort = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: quotedL4 &+ 2, as: UInt16.self))
+        return Quote(v4: v4, proto: proto, src: qsrc, dst: qdst,
+                     srcPort: UInt16(bigEndian: p.loadUnaligned(fromByteOffset: quotedL4, as: UInt16.self)),
+                     dstPort: UInt16(bigEndian: p.loadUnaligned(fromByteOffset: quotedL4 &+ 2, as: UInt16.self)))
+    }
+
+    /// Whether the frame is an ICMP error quoting a flow to a VIP, and which.
+    /// `scratch`: 16 bytes.
+    @inlinable
+    public static func quotedFlow(_ p: UnsafeRawPointer, length: Int, _ info: PacketInfo, _ s: Snapshot,
+                                  scratch: UnsafeMutableRawPointer) -> QuotedFlow? {
+        guard let q = quote(p, length: length, info) else { return nil }
         mappedDestination(p, info, into: scratch)
-        let vi = s.vip(address: scratch, proto: proto, port: vipPort)
+        let vi = s.vip(address: scratch, proto: q.proto, port: q.srcPort)
         if vi < 0 { return nil }
-        let h: UInt64
-        if v4 {
-            h = FlowHash.v4(src: UInt32(bigEndian: p.loadUnaligned(fromByteOffset: qdst, as: UInt32.self)),
-                            dst: UInt32(bigEndian: p.loadUnaligned(fromByteOffset: qsrc, as: UInt32.self)),
-                            proto: proto, srcPort: clientPort, dstPort: vipPort)
-        } else {
-            scratch.copyMemory(from: p + qdst, byteCount: 16)
-            (scratch + 16).copyMemory(from: p + qsrc, byteCount: 16)
-            h = FlowHash.v6(addresses: scratch, proto: proto, srcPort: clientPort, dstPort: vipPort)
-        }
-        return QuotedFlow(vip: vi, hash: h, v4: v4, proto: proto, clientPort: clientPort, vipPort: vipPort, client: qdst, vipAddress: qsrc)
+        return QuotedFlow(vip: vi, hash: q.reversedHash(p), v4: q.v4, proto: q.proto, clientPort: q.dstPort, vipPort: q.srcPort,
+                          client: q.dst, vipAddress: q.src)
+    }
+
+    /// What an I/O lcore steers a packet by: its flow hash, but for an ICMP
+    /// error about a TCP/UDP flow the hash of that flow as its peer sends it,
+    /// so the error reaches the worker that holds the flow's connection entry.
+    @inlinable @inline(__always)
+    public static func steeringHash(_ p: UnsafeRawPointer, length: Int, _ info: PacketInfo) -> UInt64 {
+        if (info.l4Proto == 1 || info.l4Proto == 58), let q = quote(p, length: length, info) { return q.reversedHash(p) }
+        return FlowHash.of(p, info)
     }
 
     /// Which backend (position in the VIP's list) a packet of VIP `vi` goes to.

@@ -32,6 +32,14 @@ public enum FlowHash {
         return a ^ (b << 17 | b >> 47) ^ mix(UInt64(proto) << 32 | UInt64(srcPort) << 16 | UInt64(dstPort))
     }
 
+    /// IPv6 5-tuple with the two addresses anywhere (16 bytes each); same value as `v6(addresses:)`.
+    @inlinable @inline(__always)
+    public static func v6(src: UnsafeRawPointer, dst: UnsafeRawPointer, proto: UInt8, srcPort: UInt16, dstPort: UInt16) -> UInt64 {
+        let a = address(src.loadUnaligned(as: UInt64.self), src.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        let b = address(dst.loadUnaligned(as: UInt64.self), dst.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        return a ^ (b << 17 | b >> 47) ^ mix(UInt64(proto) << 32 | UInt64(srcPort) << 16 | UInt64(dstPort))
+    }
+
     /// The hash of a parsed frame: 5-tuple, or 3-tuple for fragments (all
     /// fragments of a datagram land together).
     @inlinable

@@ -138,6 +138,36 @@ final class LoadBalancerTests: XCTestCase {
         XCTAssertGreaterThan(recent, 40)
     }
 
+    /// An ICMP error about a flow is steered (and looked up) by the flow's own hash, IPv4 and IPv6.
+    func testICMPErrorsFollowTheQuotedFlow() {
+        func hash(_ f: [UInt8]) -> (UInt64, UInt64) {
+            var info = PacketInfo()
+            return f.withUnsafeBytes { b in
+                XCTAssertEqual(Parser.parse(b.baseAddress!, length: f.count, into: &info), .none)
+                return (FlowHash.of(b.baseAddress!, info), LoadBalancer.steeringHash(b.baseAddress!, length: f.count, info))
+            }
+        }
+        let flow4 = PacketBuilder.ipv4(src: "10.1.0.2", dst: "192.0.2.10", proto: 6, srcPort: 40000, dstPort: 80)
+        let reply4 = PacketBuilder.ipv4(src: "192.0.2.10", dst: "10.1.0.2", proto: 6, srcPort: 80, dstPort: 40000, payload: [])
+        var body4: [UInt8] = [3, 4, 0, 0, 0, 0, 5, 20] + Array(reply4[14..<42])
+        let c4 = body4.withUnsafeBytes { Checksum.finish(Checksum.sum($0.baseAddress!, $0.count)) }
+        body4[2] = UInt8(c4 >> 8); body4[3] = UInt8(c4 & 0xFF)
+        var ip4: [UInt8] = [0x45, 0, 0, UInt8(20 + body4.count), 0, 1, 0, 0, 64, 1, 0, 0, 10, 1, 0, 77, 192, 0, 2, 10]
+        let h4 = ip4.withUnsafeBytes { Checksum.ipv4Header($0.baseAddress!, headerLength: 20) }
+        ip4[10] = UInt8(h4 >> 8); ip4[11] = UInt8(h4 & 0xFF)
+        let error4 = PacketBuilder.ethernet(type: 0x0800) + ip4 + body4
+        XCTAssertEqual(hash(error4).1, hash(flow4).0)
+        XCTAssertNotEqual(hash(error4).0, hash(flow4).0, "the error's own 5-tuple differs")
+
+        let flow6 = PacketBuilder.ipv6(src: "2001:db8:1::2", dst: "2001:db8:f::10", proto: 17, srcPort: 40001, dstPort: 53)
+        let reply6 = PacketBuilder.ipv6(src: "2001:db8:f::10", dst: "2001:db8:1::2", proto: 17, srcPort: 53, dstPort: 40001)
+        // ICMPv6 packet too big from a router, to the VIP, quoting the reply.
+        let quoted = Array(reply6[14...])
+        var error6 = PacketBuilder.ipv6(src: "2001:db8:1::77", dst: "2001:db8:f::10", proto: 58, srcPort: 0, dstPort: 0, payload: quoted)
+        error6[54] = 2; error6[55] = 0 // an echo request made into type 2 code 0 (the parser does not check ICMPv6 checksums)
+        XCTAssertEqual(hash(error6).1, hash(flow6).0)
+    }
+
     func testEncapsulationHeaders() {
         // IPv4 in IPv4 (IPIP) and IPv4 in IPv6 (GUE): lengths, protocols, checksums.
         let inner = Array(PacketBuilder.ipv4(src: "10.1.0.2", dst: "192.0.2.10", proto: 6, srcPort: 1, dstPort: 80)[14...])
