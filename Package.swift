@@ -75,7 +75,7 @@ let package = Package(
             name: "keel-bench",
             dependencies: [
                 "KeelTables", "KeelDPDK", "KeelTestData", "CKeelIntrinsics", "KeelAPI", "KeelCompiler",
-                "KeelDataPlane", "KeelStats", "KeelPacket", "CKeelBenchRef",
+                "KeelDataPlane", "KeelStats", "KeelPacket", "KeelForward", "CKeelBenchRef",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Atomics", package: "swift-atomics"),
             ],
@@ -84,7 +84,7 @@ let package = Package(
         // The data plane: configuration, ports, rings, lcore loops, slow path, stats.
         .target(
             name: "KeelDataPlane",
-            dependencies: ["KeelDPDK", "KeelForward", "KeelPacket", "KeelTables", "KeelStats", "CDPDK",
+            dependencies: ["KeelDPDK", "KeelForward", "KeelPacket", "KeelTables", "KeelStats", "CDPDK", "CKeelIntrinsics",
                            .product(name: "Yams", package: "Yams"), .product(name: "Atomics", package: "swift-atomics")],
             swiftSettings: [.unsafeFlags(dpdkSwiftFlags), .swiftLanguageMode(.v5)]
         ),

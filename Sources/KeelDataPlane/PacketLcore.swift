@@ -1,3 +1,4 @@
+import CKeelIntrinsics
 import Atomics
 import CDPDK
 import KeelDPDK
@@ -293,6 +294,9 @@ struct Work {
     /// Per burst: each packet's parse result and headers (pass 1 → pass 2).
     let infos: UnsafeMutablePointer<PacketInfo>
     let results: UnsafeMutablePointer<DropReason>
+    /// Per burst: each packet's VIP (-1: none) and, for VIP traffic, its flow hash.
+    let vips: UnsafeMutablePointer<Int32>
+    let hashes: UnsafeMutablePointer<UInt64>
     var clock: UInt64
     var icmpBucket: TokenBucket
     var slowStage: Int { 2 * f.portCount }
@@ -304,6 +308,10 @@ struct Work {
         infos = .allocate(capacity: f.burst)
         infos.initialize(repeating: PacketInfo(), count: f.burst)
         results = .allocate(capacity: f.burst)
+        vips = .allocate(capacity: f.burst)
+        vips.initialize(repeating: -1, count: f.burst)
+        hashes = .allocate(capacity: f.burst)
+        hashes.initialize(repeating: 0, count: f.burst)
         cache = NeighborCache(groups: f.nextHopGroups, ways: f.ecmpWays)
         clock = monotonicNs()
         icmpBucket = TokenBucket(rate: f.icmpRate, burst: f.icmpBurst, now: clock)
@@ -374,9 +382,24 @@ struct Work {
                 let p = mbufData(m)
                 let r = Parser.parse(p, length: mbufLength(m), into: &infos[i])
                 results[i] = r
+                vips[i] = -1
                 if r == .none {
                     let l3 = Int(infos[i].l3Offset)
-                    if infos[i].l3 == PacketInfo.ipv4 {
+                    // VIP traffic: start loading the flow's connection-table bucket instead.
+                    if infos[i].l4Proto == 6 || infos[i].l4Proto == 17 {
+                        let vi = LoadBalancer.vip(p, infos[i], s, scratch: lbScratch)
+                        if vi >= 0 {
+                            vips[i] = vi
+                            let h = FlowHash.of(p, infos[i])
+                            hashes[i] = h
+                            if !infos[i].fragment { conn?.prefetch(h) }
+                            // The encapsulation writes into the headroom: a line not touched yet.
+                            keel_prefetch0(p + (l3 &- 64))
+                        }
+                    }
+                    if vips[i] >= 0 {
+                        // VIP traffic: its bucket is loading; its backend's LPM entry is hot.
+                    } else if infos[i].l3 == PacketInfo.ipv4 {
                         s.ipv4.prefetch(UInt32(bigEndian: p.loadUnaligned(fromByteOffset: l3 &+ 16, as: UInt32.self)))
                     } else if infos[i].l3 == PacketInfo.ipv6 {
                         s.ipv6.prefetch((p + (l3 &+ 24)).assumingMemoryBound(to: UInt8.self))
@@ -385,7 +408,7 @@ struct Work {
             }
             if j >= d {
                 let i = j &- d
-                process(rx[i]!, parsed: results[i], info: infos[i], snapshot: s, neighbors: neighbors)
+                process(rx[i]!, parsed: results[i], info: infos[i], vip: vips[i], hash: hashes[i], snapshot: s, neighbors: neighbors)
             }
         }
     }
@@ -395,7 +418,8 @@ struct Work {
     static let lookahead = 8
 
     @inline(__always)
-    mutating func process(_ m: OpaquePointer, parsed r: DropReason, info: PacketInfo, snapshot s: Snapshot, neighbors: borrowing NeighborTable) {
+    mutating func process(_ m: OpaquePointer, parsed r: DropReason, info: PacketInfo, vip: Int32, hash: UInt64, snapshot s: Snapshot,
+                          neighbors: borrowing NeighborTable) {
         let inPort = Int(f.indexOfDPDKPort[Int(mbufPort(m)) & (Fabric.maxDPDKPorts - 1)])
         guard inPort >= 0 else { drop(m, .unknownPort); return }
         let p = mbufData(m), len = mbufLength(m)
@@ -435,12 +459,13 @@ struct Work {
             return
         }
         // Load balancing: TCP/UDP to a VIP, and ICMP errors about a VIP's flows.
-        if info.l4Proto == 6 || info.l4Proto == 17 {
-            let vi = LoadBalancer.vip(p, info, s, scratch: lbScratch)
-            if vi >= 0 { balance(m, p, info, vip: Int(vi), quoted: nil, inPort: inPort, snapshot: s, neighbors: neighbors); return }
+        // (The VIP and the flow hash were found in the burst's first pass.)
+        if vip >= 0 {
+            balance(m, p, info, vip: Int(vip), quoted: nil, hash: hash, inPort: inPort, snapshot: s, neighbors: neighbors)
+            return
         } else if info.l4Proto == 1 || info.l4Proto == 58,
                   let q = LoadBalancer.quotedFlow(p, length: len, info, s, scratch: lbScratch) {
-            balance(m, p, info, vip: Int(q.vip), quoted: q, inPort: inPort, snapshot: s, neighbors: neighbors)
+            balance(m, p, info, vip: Int(q.vip), quoted: q, hash: q.hash, inPort: inPort, snapshot: s, neighbors: neighbors)
             return
         }
         let v = forwarder.route(p, length: len, info, hash: Forwarder.lazyHash, snapshot: s, neighbors: neighbors, nextHop: nextHop, cache: cache)
@@ -495,10 +520,9 @@ struct Work {
     /// (IPIP or GUE) and routed to the backend like any packet. `quoted`: an
     /// ICMP error about one of the VIP's flows (it follows that flow).
     mutating func balance(_ m: OpaquePointer, _ p: UnsafeMutableRawPointer, _ info: PacketInfo, vip vi: Int, quoted: LoadBalancer.QuotedFlow?,
-                          inPort: Int, snapshot s: Snapshot, neighbors: borrowing NeighborTable) {
+                          hash flowHash: UInt64, inPort: Int, snapshot s: Snapshot, neighbors: borrowing NeighborTable) {
         let rec = s.vipRaw(vi)
         let c = lb + vi &* LBCounter.perVIP
-        let flowHash = quoted?.hash ?? FlowHash.of(p, info)
         var flags: UInt64 = info.l4Proto == 17 || quoted?.proto == 17 ? ConnTable.udp : 0
         if quoted == nil && info.l4Proto == 6 && p.load(fromByteOffset: Int(info.l4Offset) &+ 13, as: UInt8.self) & 0x05 != 0 {
             flags |= ConnTable.closing // FIN or RST

@@ -1,0 +1,167 @@
+import ArgumentParser
+import Foundation
+import KeelAPI
+import KeelCompiler
+import KeelDataPlane
+import KeelDPDK
+import KeelForward
+import KeelPacket
+import KeelStats
+import KeelTables
+import KeelTestData
+
+/// Packets per second of one routing lcore of the real keel-dataplane for
+/// VIP traffic, beside plain routing in the same run (same process setup,
+/// same full table, same ports): net_pcap replays a capture from memory
+/// (infinite_rx) into the data plane, net_null takes what comes out.
+///
+/// Sides (each a child process, alternating):
+/// - route: TCP frames to random routed destinations (the forward bench's traffic);
+/// - established: TCP frames of `--flows` distinct flows to one VIP (16
+///   backends, IPIP); after the warm-up every flow is in the connection
+///   table (sized `--conntrack` flows), so each packet is a table hit;
+/// - new: the same frames with a connection table of one bucket (4 flows),
+///   so every packet misses: Maglev lookup, insert, eviction — a SYN flood.
+struct LBBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lb",
+        abstract: "Packets per second per routing lcore for VIP traffic (new and established flows) vs plain routing, full IPv4 table."
+    )
+
+    @Option(help: "The full table (gzip, one CIDR a line).") var table = FullTable.defaultPath()
+    @Option(help: "Use only the first N IPv4 prefixes (default: all).") var routes: Int?
+    @Option(help: "Seconds per measured run.") var seconds = 3.0
+    @Option(help: "Distinct flows (frames) in the replayed capture.") var flows = 65536
+    @Option(help: "Connection table size in flows (established side).") var conntrack = 1 << 20
+    @Option(help: "The lcore that forwards (the main lcore is 0).") var lcore = 1
+    @Option(help: "Runs of each side.") var runs = 2
+    @Flag(help: "Print one JSON object instead of tables.") var json = false
+    @Option(help: .hidden) var side: String?
+
+    static let sides = ["route", "established", "new"]
+
+    func run() throws {
+        if let side { return try child(side) }
+        let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        var results: [String: [[String: Any]]] = [:]
+        for _ in 0..<runs {
+            for s in LBBench.sides {
+                var args = ["lb", "--side", s, "--table", table, "--seconds", String(seconds), "--flows", String(flows),
+                            "--conntrack", String(conntrack), "--lcore", String(lcore)]
+                if let routes { args += ["--routes", String(routes)] }
+                let out = try ForwardBench().runChild(me, args)
+                guard let line = out.split(separator: "\n").last(where: { $0.hasPrefix("{") }),
+                      let d = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+                    throw BenchFailure("lb --side \(s) printed no result:\n\(out)")
+                }
+                results[s, default: []].append(d)
+            }
+        }
+        func median(_ xs: [Double]) -> Double { let v = xs.sorted(); return v.count % 2 == 1 ? v[v.count / 2] : (v[v.count / 2 - 1] + v[v.count / 2]) / 2 }
+        func rates(_ s: String) -> [Double] { results[s]!.map { ($0["pps"] as? Double) ?? 0 } }
+        let route = median(rates("route")), est = median(rates("established")), new = median(rates("new"))
+        let tsc = (results["route"]?.first?["tsc_hz"] as? Double) ?? 2.1e9
+        let drops = LBBench.sides.flatMap { s in results[s]!.compactMap { $0["drops"] as? [String: Any] }.filter { !$0.isEmpty }.map { "\(s): \($0)" } }
+        let hits = results["established"]!.map { ($0["conn_hits"] as? Int) ?? 0 }, misses = results["established"]!.map { ($0["conn_misses"] as? Int) ?? 0 }
+        let perFlow = ConnTable.bytes(flows: conntrack) / (ConnTable.bytes(flows: conntrack) / 64 * ConnTable.entriesPerBucket)
+        let routesUsed = (results["route"]?.first?["routes"] as? Int) ?? 0
+        if json {
+            print(jsonString(["command": "lb", "routes": routesUsed, "flows": flows, "conntrack_flows": conntrack, "seconds": seconds, "runs": runs,
+                              "route_pps": route, "established_pps": est, "new_pps": new,
+                              "route_pps_runs": rates("route"), "established_pps_runs": rates("established"), "new_pps_runs": rates("new"),
+                              "route_cycles_per_packet": tsc / route, "established_cycles_per_packet": tsc / est, "new_cycles_per_packet": tsc / new,
+                              "established_to_route": est / route, "new_to_route": new / route,
+                              "conntrack_bytes": ConnTable.bytes(flows: conntrack), "bytes_per_flow": perFlow,
+                              "established_conn_hits": hits, "established_conn_misses": misses, "drops": drops]))
+        } else {
+            print("lb: \(routesUsed) IPv4 routes, one VIP with 16 backends (IPIP), \(flows) flows of 60-byte TCP frames, connection table of \(conntrack) flows (\(ConnTable.bytes(flows: conntrack) >> 20) MiB, \(perFlow) bytes per flow), one lcore, median of \(runs) runs each")
+            var t = TextTable(header: ["traffic", "Mpps", "cycles/packet", "vs routing", "runs (Mpps)"])
+            t.add(["routing only (random destinations)", fmt(route / 1e6, 3), fmt(tsc / route, 1), "1.000", rates("route").map { fmt($0 / 1e6, 2) }.joined(separator: " ")])
+            t.add(["VIP, established flows", fmt(est / 1e6, 3), fmt(tsc / est, 1), fmt(est / route, 3), rates("established").map { fmt($0 / 1e6, 2) }.joined(separator: " ")])
+            t.add(["VIP, new flows (every packet a miss)", fmt(new / 1e6, 3), fmt(tsc / new, 1), fmt(new / route, 3), rates("new").map { fmt($0 / 1e6, 2) }.joined(separator: " ")])
+            print(t.render())
+            print("established / routing: \(fmt(est / route, 3))")
+            if !drops.isEmpty { print("drops: \(drops.joined(separator: "; "))") }
+        }
+    }
+
+    func child(_ side: String) throws {
+        let dir = "/dev/shm/keel-bench-lb-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var data = try FullTable.load(path: table)
+        if let routes { data.v4 = Array(data.v4.prefix(routes)) }
+        data.v4.removeAll { $0.prefix.address >> 24 == 10 || $0.prefix.address >> 8 == 0xC00002 } // the bench's own 10/8 and VIP
+        let gateways = 64
+        let fibNH = DPDKFibHolder(data: data, gateways: gateways)
+        var rng = SplitMix64(seed: 42)
+        var pcap = Data()
+        func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { pcap.append(contentsOf: $0) } }
+        func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { pcap.append(contentsOf: $0) } }
+        u32(0xa1b2c3d4); u16(2); u16(4); u32(0); u32(0); u32(65535); u32(1)
+        var stream = AddressStream.uniformV4(count: flows * 8, seed: 42).makeIterator()
+        var written = 0
+        while written < flows {
+            let r = rng.next()
+            var f: [UInt8]
+            if side == "route" {
+                guard let a = stream.next() else { break }
+                guard fibNH.routed(a) else { continue }
+                f = PacketBuilder.ipv4(src: "10.1.0.2", dst: "\(a >> 24).\(a >> 16 & 255).\(a >> 8 & 255).\(a & 255)", proto: 6,
+                                       srcPort: UInt16(1024 + written % 60000), payload: [])
+            } else {
+                f = PacketBuilder.ipv4(src: "10.1.\(r >> 8 & 0xFF).\(r & 0xFF)", dst: "192.0.2.10", proto: 6,
+                                       srcPort: UInt16(1024 + (r >> 16) % 60000), dstPort: 80, payload: [])
+            }
+            f += [UInt8](repeating: 0, count: max(0, 60 - f.count))
+            f.replaceSubrange(0..<6, with: [2, 0, 0, 0, 0, 1])
+            u32(UInt32(written)); u32(0); u32(UInt32(f.count)); u32(UInt32(f.count))
+            pcap.append(contentsOf: f)
+            written += 1
+        }
+        let capture = "\(dir)/in.pcap"
+        try pcap.write(to: URL(fileURLWithPath: capture))
+        let eal = ["--no-pci", "--lcores", "0@0,\(lcore)@\(lcore)", "--log-level", "lib.eal:error", "--no-telemetry",
+                   "--file-prefix", "keellb\(getpid())", "--no-huge", "--no-shconf", "-m", "3072"]
+        var config = Configuration(ports: [
+            Port(name: "p0", mac: "02:00:00:00:00:01", addresses: ["10.1.0.1/16"]),
+            Port(name: "p1", mac: "02:00:00:00:00:02", addresses: ["10.2.0.1/16"]),
+        ])
+        config.routes = data.v4.enumerated().map { i, r in Route(prefix: r.prefix.description, nextHops: [NextHop(gateway: "10.2.\(i % gateways).2")]) }
+        config.neighbors = (0..<gateways).map { Neighbor(address: "10.2.\($0).2", mac: String(format: "02:00:00:00:01:%02x", $0), port: "p1") }
+            + (1...16).map { Neighbor(address: "10.2.100.\($0)", mac: String(format: "02:00:00:00:02:%02x", $0), port: "p1") }
+        config.vips = [VIP(id: 1, address: "192.0.2.10", protocol: "tcp", port: 80, tableSize: 65537,
+                           backends: (1...16).map { Backend(id: $0, address: "10.2.100.\($0)") })]
+        let limits = SnapshotLimits(ipv4Groups: 4096, ipv6Groups: 512, nextHopGroups: 256, ecmpWays: 8, ports: 8,
+                                    neighbors: 256, vips: 4, backendsPerVIP: 16, maglevMaxSize: 65537)
+        let tables = "\(dir)/tables"
+        let file = try TablesFile.create(path: tables, limits: limits, readers: 4)
+        try SnapshotPublisher(file: file).publish(try Compiler(limits: limits).replace(with: config))
+        var dp = DataPlaneConfig(tables: tables, ports: [
+            .init(name: "p0", device: "net_pcap0,rx_pcap=\(capture),infinite_rx=1"),
+            .init(name: "p1", device: "net_null0,no-rx=1"),
+        ])
+        dp.stats = "\(dir)/stats"
+        dp.lcores = .init(main: 0, io: [lcore], workers: [])
+        dp.mempool.mbufs = max(32767, 2 * flows + 8191)
+        dp.conntrack.flows = side == "new" ? 4 : conntrack
+        let plane = try DataPlane(config: dp, eal: eal, log: { _ in })
+        final class Box: @unchecked Sendable { var rate = 0.0; var done = false }
+        let box = Box()
+        let stats = plane.stats, secs = seconds
+        let sampler = Thread {
+            box.rate = ForwardBench.sample(secs) { stats.total(Counter.txPackets(1)) }
+            box.done = true
+        }
+        sampler.start()
+        try plane.run(seconds: seconds + 1.0)
+        while !box.done { usleep(10_000) }
+        var drops: [String: UInt64] = [:]
+        for r in DropReason.allCases where r != .none && stats.total(Counter.drop(Int(r.rawValue))) > 0 {
+            drops["\(r)"] = stats.total(Counter.drop(Int(r.rawValue)))
+        }
+        print(jsonString(["pps": box.rate, "tsc_hz": Double(EAL.tscHz), "routes": data.v4.count, "drops": drops,
+                          "conn_hits": Int(stats.lbTotal(stats.vipCounter(0, LBCounter.connHits))),
+                          "conn_misses": Int(stats.lbTotal(stats.vipCounter(0, LBCounter.connMisses)))]))
+    }
+}
