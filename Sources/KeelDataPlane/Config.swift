@@ -57,6 +57,10 @@ public struct DataPlaneConfig: Equatable, Sendable {
         public var tcpTimeout = 300
         public var tcpClosingTimeout = 10
         public var udpTimeout = 30
+
+        public init(flows: Int = 1 << 20, tcpTimeout: Int = 300, tcpClosingTimeout: Int = 10, udpTimeout: Int = 30) {
+            self.flows = flows; self.tcpTimeout = tcpTimeout; self.tcpClosingTimeout = tcpClosingTimeout; self.udpTimeout = udpTimeout
+        }
     }
 
     public var tables: String

@@ -98,6 +98,22 @@ final class BenchSmokeTests: XCTestCase {
         XCTAssertTrue(t.out.contains("ratio keel / reference:"), t.out)
     }
 
+    /// A short `lb` run: all three traffic kinds move packets, established flows hit the table, JSON and table agree in shape.
+    func testLBJSONAndTable() throws {
+        let j = try run(["lb", "--routes", "20000", "--seconds", "0.5", "--runs", "1", "--flows", "2048", "--conntrack", "65536", "--json"])
+        XCTAssertEqual(j.status, 0, j.out)
+        let obj = try json(j.out)
+        for k in ["route_pps", "established_pps", "new_pps"] { XCTAssertGreaterThan(obj[k] as? Double ?? 0, 100_000, "\(k): \(j.out)") }
+        XCTAssertGreaterThan(obj["established_to_route"] as? Double ?? 0, 0)
+        XCTAssertEqual(obj["bytes_per_flow"] as? Int, 16)
+        XCTAssertEqual((obj["drops"] as? [Any])?.count, 0, "dropped packets: \(j.out)")
+        let hits = (obj["established_conn_hits"] as? [Int])?.first ?? 0, misses = (obj["established_conn_misses"] as? [Int])?.first ?? 0
+        XCTAssertGreaterThan(hits, 50 * misses, "established traffic should hit the table: \(j.out)")
+        let t = try run(["lb", "--routes", "20000", "--seconds", "0.3", "--runs", "1", "--flows", "1024", "--conntrack", "4096"])
+        XCTAssertEqual(t.status, 0, t.out)
+        XCTAssertTrue(t.out.contains("established / routing:"), t.out)
+    }
+
     func testLPMHugePagesTable() throws {
         // CI reserves huge pages (Tests/run.sh); the table form of the output, huge-page run.
         let t = try run(["lpm", "--memory", "huge", "--lookups", "200000", "--repeats", "1", "--lpm-subset", "5000"])

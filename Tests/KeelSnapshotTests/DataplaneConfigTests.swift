@@ -31,6 +31,7 @@ final class DataplaneConfigTests: XCTestCase {
         mempool: {mbufs: 4095, cache: 128}
         neighbors: {capacity: 100, hold_packets: 2, retries: 5, retry_ms: 250, reachable_seconds: 60}
         icmp: {rate: 10, burst: 5}
+        conntrack: {flows: 1000, tcp_timeout: 60, tcp_closing_timeout: 5, udp_timeout: 20}
         """)
         XCTAssertEqual(c.tables, "/t")
         XCTAssertEqual(c.lcores.workers, [3, 4])
@@ -41,6 +42,7 @@ final class DataplaneConfigTests: XCTestCase {
         XCTAssertEqual(c.mempool.mbufs, 4095)
         XCTAssertEqual(c.neighbors.retryMs, 250)
         XCTAssertEqual(c.icmp.rate, 10)
+        XCTAssertEqual(c.conntrack, .init(flows: 1000, tcpTimeout: 60, tcpClosingTimeout: 5, udpTimeout: 20))
         let args = DataPlane.ealArguments(config: c, extra: ["--no-pci"])
         XCTAssertTrue(args.contains("--vdev=net_ring0"))
         XCTAssertTrue(args.contains("--vdev=net_tap0,iface=ta"))
@@ -63,6 +65,9 @@ final class DataplaneConfigTests: XCTestCase {
             (base + "queues: {burst: 65}\n", "queues.burst: 65 is outside 1...64"),
             (base + "neighbors: {retries: 0}\n", "neighbors.retries: 0 is outside"),
             (base + "icmp: {rate: -1}\n", "icmp.rate: -1 is outside"),
+            (base + "conntrack: {flows: 2}\n", "conntrack.flows: 2 is outside"),
+            (base + "conntrack: {udp_timeout: 0}\n", "conntrack.udp_timeout: 0 is outside"),
+            (base + "conntrack: {tcp: 1}\n", "conntrack.tcp: unknown setting"),
             (base + "mempool: {mbufs: 10}\n", "mempool.mbufs: 10 is outside"),
             ("tables: /t\nports:\n  - {device: a, tap: this-name-is-far-too-long}\n", "ports[0].tap: an interface name of at most 15"),
             ("tables: /t\nports:\n  - {device: a, name: x}\n  - {device: b, name: x}\n", "ports: port names must be distinct"),
