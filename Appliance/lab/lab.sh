@@ -267,6 +267,16 @@ s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.
 c, _ = s.accept(); c.sendall(b'hello from the router kernel\n'); c.close()" >/dev/null 2>&1 &
     sleep 0.5
     $c python3 -c "import socket; print(socket.create_connection(('10.1.0.1', 2222), timeout=3).recv(64).decode().strip())"
+    echo; echo "== load balancing: 60 HTTP connections to VIP 203.0.113.10 (IPIP to be1-be3, direct server return)"
+    for b in 1 2 3; do inns be$b python3 -c "
+import http.server
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b'be$b\n')
+http.server.ThreadingHTTPServer(('203.0.113.10', 80), H).serve_forever()" >/dev/null 2>&1 & done
+    sleep 1
+    for i in $(seq 1 60); do $c curl -s --max-time 3 http://203.0.113.10/; done | sort | uniq -c
     echo; echo "== counters"
     stats
 }
