@@ -297,6 +297,9 @@ struct Work {
     /// Per burst: each packet's VIP (-1: none) and, for VIP traffic, its flow hash.
     let vips: UnsafeMutablePointer<Int32>
     let hashes: UnsafeMutablePointer<UInt64>
+    /// VIP destinations' last bytes (Snapshot.vipAddressFilter), for the snapshot `filterSeen`.
+    let vipFilter = UnsafeMutablePointer<UInt64>.allocate(capacity: 4)
+    var filterSeen: UInt64 = .max
     var clock: UInt64
     var icmpBucket: TokenBucket
     var slowStage: Int { 2 * f.portCount }
@@ -372,6 +375,10 @@ struct Work {
                                neighbors: borrowing NeighborTable) {
         // Cached MACs hold while neither the neighbor table nor the snapshot changed.
         cache.tag = (neighbors.version &<< 24 ^ seen) | 1
+        if seen != filterSeen {
+            s.vipAddressFilter(into: vipFilter)
+            filterSeen = seen
+        }
         for i in 0..<min(n, 4) { mbufPrefetch(rx[i]!) }
         let d = Work.lookahead
         for j in 0..<(n &+ d) {
@@ -386,7 +393,10 @@ struct Work {
                 if r == .none {
                     let l3 = Int(infos[i].l3Offset)
                     // VIP traffic: start loading the flow's connection-table bucket instead.
-                    if infos[i].l4Proto == 6 || infos[i].l4Proto == 17 {
+                    // (TCP/UDP: an IP packet; the destination's last byte against the VIP filter first.)
+                    if (infos[i].l4Proto == 6 || infos[i].l4Proto == 17),
+                       case let last = Int(p.load(fromByteOffset: l3 &+ (infos[i].l3 == PacketInfo.ipv4 ? 19 : 39), as: UInt8.self)),
+                       vipFilter[last >> 6] & (1 &<< UInt64(last & 63)) != 0 {
                         let vi = LoadBalancer.vip(p, infos[i], s, scratch: lbScratch)
                         if vi >= 0 {
                             vips[i] = vi

@@ -141,6 +141,20 @@ public struct Snapshot: @unchecked Sendable {
         }
     }
 
+    /// A 256-bit filter of the VIP addresses' last bytes (`filter` = 4 words):
+    /// a packet whose destination's last byte is not in it is no VIP's, and
+    /// skips the hash probe. Built per lcore when the snapshot changes (a scan
+    /// of the VIP hash: 2 x the VIP limit slots).
+    public func vipAddressFilter(into filter: UnsafeMutablePointer<UInt64>) {
+        for w in 0..<4 { filter[w] = 0 }
+        for slot in 0...vipHashMask {
+            let r = vipHash + slot * SnapshotLayout.vipHashSize
+            guard r.load(fromByteOffset: 17, as: UInt8.self) != 0 else { continue }
+            let b = Int(r.load(fromByteOffset: 15, as: UInt8.self))
+            filter[b >> 6] |= 1 << UInt64(b & 63)
+        }
+    }
+
     public struct VIPRecord: Sendable {
         public let proto: UInt8, encap: UInt8, hash: UInt8, port: UInt16, guePort: UInt16
         public let tableSize: Int, backendCount: Int
