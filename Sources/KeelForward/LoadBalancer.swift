@@ -27,9 +27,12 @@ public enum LoadBalancer {
     @inlinable @inline(__always)
     public static func vip(_ p: UnsafeRawPointer, _ info: PacketInfo, _ s: Snapshot, scratch: UnsafeMutableRawPointer) -> Int32 {
         guard info.l4Proto == 6 || info.l4Proto == 17 else { return -1 }
-        mappedDestination(p, info, into: scratch)
-        if info.fragment { return s.vip(address: scratch, proto: info.l4Proto, port: 0) }
-        return s.vip(address: scratch, proto: info.l4Proto, port: info.dstPort)
+        let l3 = Int(info.l3Offset)
+        // The key words straight from the header (no round trip through memory).
+        let (hi, lo) = info.l3 == PacketInfo.ipv4
+            ? Snapshot.mappedWords(v4: UInt32(bigEndian: p.loadUnaligned(fromByteOffset: l3 &+ 16, as: UInt32.self)))
+            : (p.loadUnaligned(fromByteOffset: l3 &+ 24, as: UInt64.self), p.loadUnaligned(fromByteOffset: l3 &+ 32, as: UInt64.self))
+        return s.vip(hi: hi, lo: lo, proto: info.l4Proto, port: info.fragment ? 0 : info.dstPort)
     }
 
     /// The hash that indexes a VIP's Maglev table, from the fields the VIP
@@ -254,18 +257,18 @@ public enum LoadBalancer {
         let ipLength = outerV4 ? 20 : 40
         let total = overhead(encap: encap, outerV4: outerV4) &+ innerLength
         if outerV4 {
-            outer.storeBytes(of: 0x45, as: UInt8.self)
-            outer.storeBytes(of: tos, toByteOffset: 1, as: UInt8.self)
-            outer.storeBytes(of: UInt16(total).bigEndian, toByteOffset: 2, as: UInt16.self)
-            outer.storeBytes(of: 0, toByteOffset: 4, as: UInt16.self)
-            outer.storeBytes(of: UInt16(0x4000).bigEndian, toByteOffset: 6, as: UInt16.self)
-            outer.storeBytes(of: outerTTL &+ 1, toByteOffset: 8, as: UInt8.self)
-            outer.storeBytes(of: encap == gue ? 17 : innerProto, toByteOffset: 9, as: UInt8.self)
-            outer.storeBytes(of: 0, toByteOffset: 10, as: UInt16.self)
-            (outer + 12).copyMemory(from: source + 12, byteCount: 4)
-            (outer + 16).copyMemory(from: destination + 12, byteCount: 4)
-            // sum20 adds native-order words: its folded complement is stored as it is.
-            outer.storeBytes(of: Checksum.finish(Checksum.sum20(outer)), toByteOffset: 10, as: UInt16.self)
+            // Whole words built in registers and summed there: storing bytes and
+            // reloading them as words for the checksum stalled store forwarding.
+            let w0 = UInt32(0x45) | UInt32(tos) << 8 | UInt32(UInt16(total).bigEndian) << 16
+            let w1 = UInt32(UInt16(0x4000).bigEndian) << 16                       // id 0, DF
+            let w2 = UInt32(outerTTL &+ 1) | UInt32(encap == gue ? 17 : innerProto) << 8 // checksum 0 for now
+            let w3 = source.loadUnaligned(fromByteOffset: 12, as: UInt32.self)
+            let w4 = destination.loadUnaligned(fromByteOffset: 12, as: UInt32.self)
+            let sum = UInt64(w0) &+ UInt64(w1) &+ UInt64(w2) &+ UInt64(w3) &+ UInt64(w4)
+            // Native-order words: the folded complement is stored as it is.
+            outer.storeBytes(of: UInt64(w0) | UInt64(w1) << 32, as: UInt64.self)
+            outer.storeBytes(of: UInt64(w2 | UInt32(Checksum.finish(sum)) << 16) | UInt64(w3) << 32, toByteOffset: 8, as: UInt64.self)
+            outer.storeBytes(of: w4, toByteOffset: 16, as: UInt32.self)
         } else {
             let label = UInt32(truncatingIfNeeded: hash) & 0xF_FFFF
             outer.storeBytes(of: (0x6000_0000 | UInt32(tos) << 20 | label).bigEndian, as: UInt32.self)

@@ -115,22 +115,33 @@ public struct Snapshot: @unchecked Sendable {
     /// `address` is 16 bytes in network order (IPv4 mapped).
     @inlinable
     public func vip(address: UnsafeRawPointer, proto: UInt8, port: UInt16) -> Int32 {
-        let r = vipLookup(address, proto, port)
-        return r >= 0 ? r : vipLookup(address, proto, 0)
+        vip(hi: address.loadUnaligned(as: UInt64.self), lo: (address + 8).loadUnaligned(as: UInt64.self), proto: proto, port: port)
     }
 
-    @inlinable
-    func vipLookup(_ address: UnsafeRawPointer, _ proto: UInt8, _ port: UInt16) -> Int32 {
-        let hi = UInt64(bigEndian: address.loadUnaligned(as: UInt64.self))
-        let lo = UInt64(bigEndian: (address + 8).loadUnaligned(as: UInt64.self))
+    /// The same for an address given as its two 8-byte halves as they lie in
+    /// memory (network order), e.g. built in registers from an IPv4 address.
+    @inlinable @inline(__always)
+    public func vip(hi: UInt64, lo: UInt64, proto: UInt8, port: UInt16) -> Int32 {
+        let r = vipLookup(hi, lo, proto, port)
+        return r >= 0 ? r : vipLookup(hi, lo, proto, 0)
+    }
+
+    /// The VIP hash's key words of an IPv4 address (host order): ::ffff:a.b.c.d as two raw 8-byte halves.
+    @inlinable @inline(__always)
+    public static func mappedWords(v4 a: UInt32) -> (hi: UInt64, lo: UInt64) {
+        (0, UInt64(UInt32(0xFFFF).bigEndian) | UInt64(a.bigEndian) << 32)
+    }
+
+    @inlinable @inline(__always)
+    func vipLookup(_ hiRaw: UInt64, _ loRaw: UInt64, _ proto: UInt8, _ port: UInt16) -> Int32 {
+        let hi = UInt64(bigEndian: hiRaw), lo = UInt64(bigEndian: loRaw)
         let h = Maglev.mix64(hi ^ Maglev.mix64(lo ^ UInt64(proto) << 16 ^ UInt64(port)))
         var p = Int(truncatingIfNeeded: h) & vipHashMask
         var d = 0
         while true {
             let r = vipHash + p &* SnapshotLayout.vipHashSize
             if r.load(fromByteOffset: 17, as: UInt8.self) == 0 { return -1 }
-            if r.loadUnaligned(as: UInt64.self) == address.loadUnaligned(as: UInt64.self),
-               r.loadUnaligned(fromByteOffset: 8, as: UInt64.self) == (address + 8).loadUnaligned(as: UInt64.self),
+            if r.loadUnaligned(as: UInt64.self) == hiRaw, r.loadUnaligned(fromByteOffset: 8, as: UInt64.self) == loRaw,
                r.load(fromByteOffset: 16, as: UInt8.self) == proto, r.load(fromByteOffset: 18, as: UInt16.self) == port {
                 return Int32(r.load(fromByteOffset: 20, as: UInt32.self))
             }

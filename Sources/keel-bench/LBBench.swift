@@ -35,6 +35,7 @@ struct LBBench: ParsableCommand {
     @Option(help: "Connection table size in flows (established side).") var conntrack = 1 << 20
     @Option(help: "The lcore that forwards (the main lcore is 0).") var lcore = 1
     @Option(help: "Runs of each side.") var runs = 2
+    @Flag(help: "Use 2 MiB huge pages for DPDK memory and the tables file (as a production appliance does).") var hugePages = false
     @Flag(help: "Print one JSON object instead of tables.") var json = false
     @Option(help: .hidden) var side: String?
 
@@ -49,6 +50,7 @@ struct LBBench: ParsableCommand {
                 var args = ["lb", "--side", s, "--table", table, "--seconds", String(seconds), "--flows", String(flows),
                             "--conntrack", String(conntrack), "--lcore", String(lcore)]
                 if let routes { args += ["--routes", String(routes)] }
+                if hugePages { args.append("--huge-pages") }
                 let out = try ForwardBench().runChild(me, args)
                 guard let line = out.split(separator: "\n").last(where: { $0.hasPrefix("{") }),
                       let d = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
@@ -66,7 +68,7 @@ struct LBBench: ParsableCommand {
         let perFlow = ConnTable.bytes(flows: conntrack) / (ConnTable.bytes(flows: conntrack) / 64 * ConnTable.entriesPerBucket)
         let routesUsed = (results["route"]?.first?["routes"] as? Int) ?? 0
         if json {
-            print(jsonString(["command": "lb", "routes": routesUsed, "flows": flows, "conntrack_flows": conntrack, "seconds": seconds, "runs": runs,
+            print(jsonString(["command": "lb", "huge_pages": hugePages, "routes": routesUsed, "flows": flows, "conntrack_flows": conntrack, "seconds": seconds, "runs": runs,
                               "route_pps": route, "established_pps": est, "new_pps": new,
                               "route_pps_runs": rates("route"), "established_pps_runs": rates("established"), "new_pps_runs": rates("new"),
                               "route_cycles_per_packet": tsc / route, "established_cycles_per_packet": tsc / est, "new_cycles_per_packet": tsc / new,
@@ -74,7 +76,7 @@ struct LBBench: ParsableCommand {
                               "conntrack_bytes": ConnTable.bytes(flows: conntrack), "bytes_per_flow": perFlow,
                               "established_conn_hits": hits, "established_conn_misses": misses, "drops": drops]))
         } else {
-            print("lb: \(routesUsed) IPv4 routes, one VIP with 16 backends (IPIP), \(flows) flows of 60-byte TCP frames, connection table of \(conntrack) flows (\(ConnTable.bytes(flows: conntrack) >> 20) MiB, \(perFlow) bytes per flow), one lcore, median of \(runs) runs each")
+            print("lb: \(routesUsed) IPv4 routes, one VIP with 16 backends (IPIP), \(flows) flows of 60-byte TCP frames, connection table of \(conntrack) flows (\(ConnTable.bytes(flows: conntrack) >> 20) MiB, \(perFlow) bytes per flow), one lcore, \(hugePages ? "huge pages" : "4 KiB pages"), median of \(runs) runs each")
             var t = TextTable(header: ["traffic", "Mpps", "cycles/packet", "vs routing", "runs (Mpps)"])
             t.add(["routing only (random destinations)", fmt(route / 1e6, 3), fmt(tsc / route, 1), "1.000", rates("route").map { fmt($0 / 1e6, 2) }.joined(separator: " ")])
             t.add(["VIP, established flows", fmt(est / 1e6, 3), fmt(tsc / est, 1), fmt(est / route, 3), rates("established").map { fmt($0 / 1e6, 2) }.joined(separator: " ")])
@@ -121,8 +123,9 @@ struct LBBench: ParsableCommand {
         }
         let capture = "\(dir)/in.pcap"
         try pcap.write(to: URL(fileURLWithPath: capture))
-        let eal = ["--no-pci", "--lcores", "0@0,\(lcore)@\(lcore)", "--log-level", "lib.eal:error", "--no-telemetry",
-                   "--file-prefix", "keellb\(getpid())", "--no-huge", "--no-shconf", "-m", "3072"]
+        var eal = ["--no-pci", "--lcores", "0@0,\(lcore)@\(lcore)", "--log-level", "lib.eal:error", "--no-telemetry",
+                   "--file-prefix", "keellb\(getpid())"]
+        eal += hugePages ? ["--in-memory", "--socket-mem", "2048"] : ["--no-huge", "--no-shconf", "-m", "3072"]
         var config = Configuration(ports: [
             Port(name: "p0", mac: "02:00:00:00:00:01", addresses: ["10.1.0.1/16"]),
             Port(name: "p1", mac: "02:00:00:00:00:02", addresses: ["10.2.0.1/16"]),
@@ -134,7 +137,9 @@ struct LBBench: ParsableCommand {
                            backends: (1...16).map { Backend(id: $0, address: "10.2.100.\($0)") })]
         let limits = SnapshotLimits(ipv4Groups: 4096, ipv6Groups: 512, nextHopGroups: 256, ecmpWays: 8, ports: 8,
                                     neighbors: 256, vips: 4, backendsPerVIP: 16, maglevMaxSize: 65537)
-        let tables = "\(dir)/tables"
+        // The tables file where keel-control puts it: on hugetlbfs when huge pages are asked for.
+        let tables = hugePages ? "\(TablesFile.defaultDirectory())/keel-bench-lb-\(getpid()).tables" : "\(dir)/tables"
+        defer { unlink(tables) }
         let file = try TablesFile.create(path: tables, limits: limits, readers: 4)
         try SnapshotPublisher(file: file).publish(try Compiler(limits: limits).replace(with: config))
         var dp = DataPlaneConfig(tables: tables, ports: [
