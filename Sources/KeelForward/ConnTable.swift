@@ -23,7 +23,7 @@ public struct ConnTable {
     public static let closing: UInt64 = 1 // a FIN or RST was seen: the short timeout applies
     public static let udp: UInt64 = 2
 
-    let buckets: UnsafeMutableRawPointer
+    @usableFromInline let buckets: UnsafeMutableRawPointer
     let mapped: Bool
     public let bucketMask: Int
     /// Timeouts in ticks.
@@ -69,7 +69,7 @@ public struct ConnTable {
     public static func tick(_ ns: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: ns >> 30) & 0xFF_FFFF }
 
     /// Whether expiry tick `e` is still ahead of `now` (24-bit wrap-around arithmetic).
-    @inline(__always)
+    @inlinable @inline(__always)
     static func alive(_ e: UInt32, _ now: UInt32) -> Bool {
         let d = (e &- now) & 0xFF_FFFF
         return d != 0 && d < 0x80_0000
@@ -80,17 +80,21 @@ public struct ConnTable {
         public var position: Int
         public var backendID: UInt32
         public var flags: UInt64
+        @inlinable
+        init(entry: UnsafeMutableRawPointer, position: Int, backendID: UInt32, flags: UInt64) {
+            self.entry = entry; self.position = position; self.backendID = backendID; self.flags = flags
+        }
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     func bucket(_ hash: UInt64) -> UnsafeMutableRawPointer { buckets + (Int(truncatingIfNeeded: hash) & bucketMask) &* 64 }
 
     /// Starts loading the flow's bucket.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func prefetch(_ hash: UInt64) { keel_prefetch0(bucket(hash)) }
 
     /// The live entry of the flow (`hash` picks the bucket, `fingerprint` the entry).
-    @inline(__always)
+    @inlinable @inline(__always)
     public func find(hash: UInt64, fingerprint: UInt64, now: UInt32) -> Hit? {
         let b = bucket(hash)
         let fp = fingerprint & ~0xFFFF
@@ -105,13 +109,13 @@ public struct ConnTable {
     }
 
     /// Timeout in ticks for an entry with `flags`.
-    @inline(__always)
+    @inlinable @inline(__always)
     func timeout(_ flags: UInt64) -> UInt32 {
         flags & ConnTable.closing != 0 ? closingTicks : flags & ConnTable.udp != 0 ? udpTicks : tcpTicks
     }
 
     /// Refreshes a hit: new expiry, flags or'ed in, the backend's position/id (they may move after a change).
-    @inline(__always)
+    @inlinable @inline(__always)
     public func touch(_ h: Hit, position: Int, backendID: UInt32, flags: UInt64, now: UInt32) {
         let f = h.flags | flags
         let w0 = h.entry.load(as: UInt64.self) & ~0xFFFF | UInt64(position & 0xFFFF)
@@ -121,7 +125,7 @@ public struct ConnTable {
     }
 
     /// Records a new flow. Returns true when a live entry was evicted for it.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func insert(hash: UInt64, fingerprint: UInt64, position: Int, backendID: UInt32, flags: UInt64, now: UInt32) -> Bool {
         let b = bucket(hash)
         var victim = 0, best: UInt32 = .max, evicted = true
