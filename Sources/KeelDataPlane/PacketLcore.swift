@@ -564,7 +564,8 @@ struct Work {
         let encap = rec.load(fromByteOffset: 2, as: UInt8.self)
         let overhead = LoadBalancer.overhead(encap: encap, outerV4: outerV4)
         let innerLength = Int(info.l3Length)
-        let port = forwarder.outPort(b + 16, v4: outerV4, hash: flowHash, snapshot: s)
+        let group = forwarder.group(b + 16, v4: outerV4, snapshot: s)
+        let port = forwarder.outPort(group: group, hash: flowHash, snapshot: s)
         guard port >= 0 else { drop(m, .noRoute); return }
         let mtu = Int(s.portMTU(port))
         if innerLength &+ overhead > mtu {
@@ -608,7 +609,8 @@ struct Work {
             bc[LBCounter.backendNewFlows] &+= 1
             bc[LBCounter.backendID] = UInt64(b.load(as: UInt32.self))
         }
-        switch forwarder.route(np, length: frameLength, oi, hash: flowHash, snapshot: s, neighbors: neighbors, nextHop: nextHop, cache: cache) {
+        switch forwarder.route(np, length: frameLength, oi, hash: flowHash, snapshot: s, neighbors: neighbors, nextHop: nextHop,
+                               cache: cache, group: group) {
         case .forward(let out):
             emit(m, Int(out))
         case .resolve:

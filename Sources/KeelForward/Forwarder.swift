@@ -24,14 +24,19 @@ public struct Forwarder {
     /// Pass as `hash` to have `route` compute the flow hash itself, only for ECMP groups.
     public static let lazyHash: UInt64 = .max
 
-    /// The out port towards `address` (16 bytes, IPv4 mapped) with the ECMP
-    /// member `hash` picks (as `route` would pick it), or -1 when there is no
-    /// route or the route is local or a blackhole. The load balancer asks
-    /// before it encapsulates, to check the out port's MTU.
+    /// The next-hop group for `address` (16 bytes, IPv4 mapped), or `LPMEntry.noRoute`.
     @inlinable @inline(__always)
-    public func outPort(_ address: UnsafeRawPointer, v4: Bool, hash: UInt64, snapshot s: Snapshot) -> Int {
-        let group = v4 ? s.ipv4.lookup(UInt32(bigEndian: address.loadUnaligned(fromByteOffset: 12, as: UInt32.self)))
-                       : s.ipv6.lookup(address.assumingMemoryBound(to: UInt8.self))
+    public func group(_ address: UnsafeRawPointer, v4: Bool, snapshot s: Snapshot) -> UInt32 {
+        v4 ? s.ipv4.lookup(UInt32(bigEndian: address.loadUnaligned(fromByteOffset: 12, as: UInt32.self)))
+           : s.ipv6.lookup(address.assumingMemoryBound(to: UInt8.self))
+    }
+
+    /// The out port of next-hop `group` for a flow with `hash` (the ECMP member
+    /// `route` would pick), or -1 when the group is none, local or a
+    /// blackhole. The load balancer asks before it encapsulates, to check the
+    /// out port's MTU, then finishes with `route(..., group:)`.
+    @inlinable @inline(__always)
+    public func outPort(group: UInt32, hash: UInt64, snapshot s: Snapshot) -> Int {
         if group == LPMEntry.noRoute { return -1 }
         let (kind, count) = s.nextHopGroup(group)
         if kind == NextHopKind.local.rawValue || kind == NextHopKind.drop.rawValue || count == 0 { return -1 }
@@ -42,11 +47,13 @@ public struct Forwarder {
     @inlinable
     public func route(_ p: UnsafeMutableRawPointer, length: Int, _ info: PacketInfo, hash: UInt64,
                       snapshot s: Snapshot, neighbors: borrowing NeighborTable, nextHop: UnsafeMutableRawPointer,
-                      cache: NeighborCache? = nil) -> Verdict {
+                      cache: NeighborCache? = nil, group known: UInt32? = nil) -> Verdict {
         let l3 = Int(info.l3Offset)
         let group: UInt32
         let v4 = info.l3 == PacketInfo.ipv4
-        if v4 {
+        if let known {
+            group = known // the caller looked the destination up already
+        } else if v4 {
             group = s.ipv4.lookup(UInt32(bigEndian: p.loadUnaligned(fromByteOffset: l3 + 16, as: UInt32.self)))
         } else {
             group = s.ipv6.lookup((p + l3 + 24).assumingMemoryBound(to: UInt8.self))
