@@ -23,7 +23,7 @@ public enum LoadBalancer {
 
     /// The VIP (index) a TCP/UDP frame is addressed to, or -1. Fragments
     /// match "all ports" VIPs only (later fragments carry no port).
-    /// `scratch`: 16 bytes.
+    /// (`scratch` is not used any more; kept for callers.)
     @inlinable @inline(__always)
     public static func vip(_ p: UnsafeRawPointer, _ info: PacketInfo, _ s: Snapshot, scratch: UnsafeMutableRawPointer) -> Int32 {
         guard info.l4Proto == 6 || info.l4Proto == 17 else { return -1 }
