@@ -397,7 +397,7 @@ struct Work {
                     if (infos[i].l4Proto == 6 || infos[i].l4Proto == 17),
                        case let last = Int(p.load(fromByteOffset: l3 &+ (infos[i].l3 == PacketInfo.ipv4 ? 19 : 39), as: UInt8.self)),
                        vipFilter[last >> 6] & (1 &<< UInt64(last & 63)) != 0 {
-                        let vi = LoadBalancer.vip(p, infos[i], s, scratch: lbScratch)
+                        let vi = LoadBalancer.vip(p, infos[i], s)
                         if vi >= 0 {
                             vips[i] = vi
                             let h = FlowHash.of(p, infos[i])

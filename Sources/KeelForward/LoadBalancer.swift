@@ -23,9 +23,8 @@ public enum LoadBalancer {
 
     /// The VIP (index) a TCP/UDP frame is addressed to, or -1. Fragments
     /// match "all ports" VIPs only (later fragments carry no port).
-    /// (`scratch` is not used any more; kept for callers.)
     @inlinable @inline(__always)
-    public static func vip(_ p: UnsafeRawPointer, _ info: PacketInfo, _ s: Snapshot, scratch: UnsafeMutableRawPointer) -> Int32 {
+    public static func vip(_ p: UnsafeRawPointer, _ info: PacketInfo, _ s: Snapshot) -> Int32 {
         guard info.l4Proto == 6 || info.l4Proto == 17 else { return -1 }
         let l3 = Int(info.l3Offset)
         // The key words straight from the header (no round trip through memory).
