@@ -149,39 +149,14 @@ struct ForwardBench: ParsableCommand {
             config.neighbors = (0..<gateways).map { Neighbor(address: "10.2.\($0).2", mac: String(format: "02:00:00:00:01:%02x", $0), port: "p1") }
             let limits = SnapshotLimits(ipv4Groups: 4096, ipv6Groups: 512, nextHopGroups: 256, ecmpWays: 8, ports: 8,
                                         neighbors: 256, vips: 4, backendsPerVIP: 8, maglevMaxSize: 4099)
-            // The tables file where keel-control puts it: on hugetlbfs when huge pages are asked for.
-            let tables = hugePages ? "\(TablesFile.defaultDirectory())/keel-bench-fwd-\(getpid()).tables" : "\(dir)/tables"
-            defer { unlink(tables) }
-            let file = try TablesFile.create(path: tables, limits: limits, readers: 4)
-            try SnapshotPublisher(file: file).publish(try Compiler(limits: limits).replace(with: config))
-            var dp = DataPlaneConfig(tables: tables, ports: [
-                .init(name: "p0", device: "net_pcap0,rx_pcap=\(capture),infinite_rx=1"),
-                .init(name: "p1", device: "net_null0,no-rx=1"),
-            ])
-            dp.stats = "\(dir)/stats"
-            dp.lcores = .init(main: 0, io: [lcore], workers: [])
-            dp.mempool.mbufs = 32767
-            let plane = try DataPlane(config: dp, eal: eal, log: { _ in })
+            let r = try BenchDataPlane.measure(config, limits: limits, capture: capture, dir: dir, name: "fwd", hugePages: hugePages,
+                                               lcore: lcore, eal: eal, seconds: seconds, mbufs: 32767)
+            let stats = r.stats
             result["tsc_hz"] = Double(EAL.tscHz)
-            final class Box: @unchecked Sendable { var rate = 0.0; var done = false }
-            let box = Box()
-            let stats = plane.stats, secs = seconds
-            let counter = Counter.txPackets(1)
-            let sampler = Thread {
-                box.rate = ForwardBench.sample(secs) { stats.total(counter) }
-                box.done = true
-            }
-            sampler.start()
-            try plane.run(seconds: seconds + 1.0)
-            while !box.done { usleep(10_000) }
-            var drops: [String: UInt64] = [:]
-            for r in DropReason.allCases where r != .none && stats.total(Counter.drop(Int(r.rawValue))) > 0 {
-                drops["\(r)"] = stats.total(Counter.drop(Int(r.rawValue)))
-            }
-            result["pps"] = box.rate
+            result["pps"] = r.pps
             result["rx_packets"] = stats.total(Counter.rxPackets(0))
             result["tx_packets"] = stats.total(Counter.txPackets(1))
-            result["drops"] = drops
+            result["drops"] = r.drops
             result["loop_turns"] = stats.block(1)[Counter.turns] // packets / turns = the mean burst
         } else {
             try EAL.initialize(["keel-bench"] + eal + ["--vdev=net_pcap1,rx_pcap=\(capture),infinite_rx=1", "--vdev=net_null1,no-rx=1"])

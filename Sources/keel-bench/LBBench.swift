@@ -137,35 +137,11 @@ struct LBBench: ParsableCommand {
                            backends: (1...16).map { Backend(id: $0, address: "10.2.100.\($0)") })]
         let limits = SnapshotLimits(ipv4Groups: 4096, ipv6Groups: 512, nextHopGroups: 256, ecmpWays: 8, ports: 8,
                                     neighbors: 256, vips: 4, backendsPerVIP: 16, maglevMaxSize: 65537)
-        // The tables file where keel-control puts it: on hugetlbfs when huge pages are asked for.
-        let tables = hugePages ? "\(TablesFile.defaultDirectory())/keel-bench-lb-\(getpid()).tables" : "\(dir)/tables"
-        defer { unlink(tables) }
-        let file = try TablesFile.create(path: tables, limits: limits, readers: 4)
-        try SnapshotPublisher(file: file).publish(try Compiler(limits: limits).replace(with: config))
-        var dp = DataPlaneConfig(tables: tables, ports: [
-            .init(name: "p0", device: "net_pcap0,rx_pcap=\(capture),infinite_rx=1"),
-            .init(name: "p1", device: "net_null0,no-rx=1"),
-        ])
-        dp.stats = "\(dir)/stats"
-        dp.lcores = .init(main: 0, io: [lcore], workers: [])
-        dp.mempool.mbufs = max(32767, 2 * flows + 8191)
-        dp.conntrack.flows = side == "new" ? 4 : conntrack
-        let plane = try DataPlane(config: dp, eal: eal, log: { _ in })
-        final class Box: @unchecked Sendable { var rate = 0.0; var done = false }
-        let box = Box()
-        let stats = plane.stats, secs = seconds
-        let sampler = Thread {
-            box.rate = ForwardBench.sample(secs) { stats.total(Counter.txPackets(1)) }
-            box.done = true
-        }
-        sampler.start()
-        try plane.run(seconds: seconds + 1.0)
-        while !box.done { usleep(10_000) }
-        var drops: [String: UInt64] = [:]
-        for r in DropReason.allCases where r != .none && stats.total(Counter.drop(Int(r.rawValue))) > 0 {
-            drops["\(r)"] = stats.total(Counter.drop(Int(r.rawValue)))
-        }
-        print(jsonString(["pps": box.rate, "tsc_hz": Double(EAL.tscHz), "routes": data.v4.count, "drops": drops,
+        let r = try BenchDataPlane.measure(config, limits: limits, capture: capture, dir: dir, name: "lb", hugePages: hugePages,
+                                           lcore: lcore, eal: eal, seconds: seconds, mbufs: max(32767, 2 * flows + 8191),
+                                           conntrack: side == "new" ? 4 : conntrack)
+        let stats = r.stats
+        print(jsonString(["pps": r.pps, "tsc_hz": Double(EAL.tscHz), "routes": data.v4.count, "drops": r.drops,
                           "conn_hits": Int(stats.lbTotal(stats.vipCounter(0, LBCounter.connHits))),
                           "conn_misses": Int(stats.lbTotal(stats.vipCounter(0, LBCounter.connMisses)))]))
     }

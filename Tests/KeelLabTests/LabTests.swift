@@ -51,11 +51,10 @@ final class LabTests: XCTestCase {
         sh("for i in $(seq 1 100); do ip netns exec \(lab)-\(ns) ss -ltn | grep -q ':\(port) ' && break; sleep 0.1; done")
     }
 
-    override func setUp() {
-        lab = "kl\(getpid() % 10000)"
-    }
-
-    func testRoutingRealTrafficInANamespaceLab() throws {
+    /// Brings the lab up, runs `body` with lab.sh's path, and takes the lab
+    /// down again (also when `body` fails), printing the data plane's log and
+    /// counters if the test failed; no namespace may be left behind.
+    func withLab(_ body: (String) throws -> Void) throws {
         let script = "\(repo)/Appliance/lab/lab.sh"
         let up = sh("bash \(script) up", timeout: 120)
         defer {
@@ -69,106 +68,116 @@ final class LabTests: XCTestCase {
         }
         XCTAssertEqual(up.0, 0, up.1)
         guard up.0 == 0 else { return }
-        let log = "/run/keel-lab-\(lab)/dataplane.log"
+        try body(script)
+    }
 
-        // Ping both ways through the router, IPv4 and IPv6, and the router's own addresses.
-        for (ns, target) in [("client", "10.2.0.2"), ("client", "10.3.0.2"), ("server1", "10.1.0.2"), ("server2", "2001:db8:1::2"),
-                             ("client", "2001:db8:2::2"), ("client", "10.1.0.1"), ("client", "2001:db8:1::1"), ("server1", "10.2.0.1")] {
-            let r = inNS(ns, "ping -c 3 -i 0.2 -W 2 \(target)")
-            XCTAssertEqual(r.0, 0, "ping \(target) from \(ns): \(r.1)")
-            XCTAssertTrue(r.1.contains("3 received"), r.1)
-            XCTAssertFalse(r.1.contains("DUP"), "duplicate replies: \(r.1)")
-            if target.hasSuffix("::2") || target.hasSuffix(".0.2") { XCTAssertTrue(r.1.contains("ttl=63"), "one router hop: \(r.1)") }
-        }
+    override func setUp() {
+        lab = "kl\(getpid() % 10000)"
+    }
 
-        // traceroute names the router as the first hop (ICMP time exceeded from the data plane).
-        let tr = inNS("client", "traceroute -n -q 1 -w 2 -m 4 10.3.0.2")
-        XCTAssertEqual(tr.0, 0, tr.1)
-        XCTAssertTrue(tr.1.contains(" 1  10.1.0.1 "), tr.1)
-        XCTAssertTrue(tr.1.contains(" 2  10.3.0.2 "), tr.1)
-        let tr6 = inNS("client", "traceroute -6 -n -q 1 -w 2 -m 4 2001:db8:2::2")
-        XCTAssertTrue(tr6.1.contains(" 1  2001:db8:1::1 "), tr6.1)
+    func testRoutingRealTrafficInANamespaceLab() throws {
+        try withLab { script in
+            let log = "/run/keel-lab-\(lab)/dataplane.log"
 
-        // A large HTTP transfer through the router, checked byte for byte.
-        let file = "/tmp/keel-lab-\(lab).bin"
-        XCTAssertEqual(sh("head -c 30000000 /dev/urandom > \(file)").0, 0)
-        defer { try? FileManager.default.removeItem(atPath: file); try? FileManager.default.removeItem(atPath: file + ".got") }
-        background("server1", python: """
-        import http.server, socketserver, os
-        os.chdir('/tmp'); socketserver.TCPServer.allow_reuse_address = True
-        socketserver.TCPServer(('10.2.0.2', 8080), http.server.SimpleHTTPRequestHandler).serve_forever()
-        """)
-        waitListening("server1", 8080)
-        let curl = inNS("client", "curl -sS --max-time 60 -o \(file).got -w '%{http_code} %{size_download}' http://10.2.0.2:8080/keel-lab-\(lab).bin", timeout: 90)
-        XCTAssertEqual(curl.1, "200 30000000", curl.1)
-        XCTAssertEqual(sh("cmp \(file) \(file).got").0, 0, "the file came through changed")
+            // Ping both ways through the router, IPv4 and IPv6, and the router's own addresses.
+            for (ns, target) in [("client", "10.2.0.2"), ("client", "10.3.0.2"), ("server1", "10.1.0.2"), ("server2", "2001:db8:1::2"),
+                                 ("client", "2001:db8:2::2"), ("client", "10.1.0.1"), ("client", "2001:db8:1::1"), ("server1", "10.2.0.1")] {
+                let r = inNS(ns, "ping -c 3 -i 0.2 -W 2 \(target)")
+                XCTAssertEqual(r.0, 0, "ping \(target) from \(ns): \(r.1)")
+                XCTAssertTrue(r.1.contains("3 received"), r.1)
+                XCTAssertFalse(r.1.contains("DUP"), "duplicate replies: \(r.1)")
+                if target.hasSuffix("::2") || target.hasSuffix(".0.2") { XCTAssertTrue(r.1.contains("ttl=63"), "one router hop: \(r.1)") }
+            }
 
-        // iperf3 for a few seconds.
-        sh("( closefds; exec ip netns exec \(lab)-server2 iperf3 -s -1 </dev/null >/dev/null 2>&1 ) &")
-        waitListening("server2", 5201)
-        let ip = inNS("client", "iperf3 -c 10.3.0.2 -t 3 -J", timeout: 60)
-        XCTAssertEqual(ip.0, 0, ip.1)
-        if let d = try? JSONSerialization.jsonObject(with: Data(ip.1.utf8)) as? [String: Any],
-           let end = d["end"] as? [String: Any], let recv = end["sum_received"] as? [String: Any],
-           let bps = recv["bits_per_second"] as? Double {
-            XCTAssertGreaterThan(bps, 10e6, "iperf3 throughput")
-            print("iperf3 through the lab router: \(Int(bps / 1e6)) Mbit/s")
-        } else { XCTFail("iperf3 output: \(ip.1)") }
+            // traceroute names the router as the first hop (ICMP time exceeded from the data plane).
+            let tr = inNS("client", "traceroute -n -q 1 -w 2 -m 4 10.3.0.2")
+            XCTAssertEqual(tr.0, 0, tr.1)
+            XCTAssertTrue(tr.1.contains(" 1  10.1.0.1 "), tr.1)
+            XCTAssertTrue(tr.1.contains(" 2  10.3.0.2 "), tr.1)
+            let tr6 = inNS("client", "traceroute -6 -n -q 1 -w 2 -m 4 2001:db8:2::2")
+            XCTAssertTrue(tr6.1.contains(" 1  2001:db8:1::1 "), tr6.1)
 
-        // ECMP: 198.51.100.0/24 has two equal next hops; each server answers with its name.
-        for s in [1, 2] {
-            background("server\(s)", python: """
-            import socket
-            s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('198.51.100.1', 7000)); s.listen(64)
-            while True:
-                c, _ = s.accept(); c.sendall(b'server\(s)'); c.close()
+            // A large HTTP transfer through the router, checked byte for byte.
+            let file = "/tmp/keel-lab-\(lab).bin"
+            XCTAssertEqual(sh("head -c 30000000 /dev/urandom > \(file)").0, 0)
+            defer { try? FileManager.default.removeItem(atPath: file); try? FileManager.default.removeItem(atPath: file + ".got") }
+            background("server1", python: """
+            import http.server, socketserver, os
+            os.chdir('/tmp'); socketserver.TCPServer.allow_reuse_address = True
+            socketserver.TCPServer(('10.2.0.2', 8080), http.server.SimpleHTTPRequestHandler).serve_forever()
             """)
-            waitListening("server\(s)", 7000)
+            waitListening("server1", 8080)
+            let curl = inNS("client", "curl -sS --max-time 60 -o \(file).got -w '%{http_code} %{size_download}' http://10.2.0.2:8080/keel-lab-\(lab).bin", timeout: 90)
+            XCTAssertEqual(curl.1, "200 30000000", curl.1)
+            XCTAssertEqual(sh("cmp \(file) \(file).got").0, 0, "the file came through changed")
+
+            // iperf3 for a few seconds.
+            sh("( closefds; exec ip netns exec \(lab)-server2 iperf3 -s -1 </dev/null >/dev/null 2>&1 ) &")
+            waitListening("server2", 5201)
+            let ip = inNS("client", "iperf3 -c 10.3.0.2 -t 3 -J", timeout: 60)
+            XCTAssertEqual(ip.0, 0, ip.1)
+            if let d = try? JSONSerialization.jsonObject(with: Data(ip.1.utf8)) as? [String: Any],
+               let end = d["end"] as? [String: Any], let recv = end["sum_received"] as? [String: Any],
+               let bps = recv["bits_per_second"] as? Double {
+                XCTAssertGreaterThan(bps, 10e6, "iperf3 throughput")
+                print("iperf3 through the lab router: \(Int(bps / 1e6)) Mbit/s")
+            } else { XCTFail("iperf3 output: \(ip.1)") }
+
+            // ECMP: 198.51.100.0/24 has two equal next hops; each server answers with its name.
+            for s in [1, 2] {
+                background("server\(s)", python: """
+                import socket
+                s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('198.51.100.1', 7000)); s.listen(64)
+                while True:
+                    c, _ = s.accept(); c.sendall(b'server\(s)'); c.close()
+                """)
+                waitListening("server\(s)", 7000)
+            }
+            let flows = inNS("client", """
+            python3 -c "
+            import socket
+            for i in range(40):
+                s = socket.create_connection(('198.51.100.1', 7000), timeout=3); print(s.recv(16).decode()); s.close()"
+            """)
+            XCTAssertEqual(flows.0, 0, flows.1)
+            let one = flows.1.components(separatedBy: "server1").count - 1, two = flows.1.components(separatedBy: "server2").count - 1
+            XCTAssertEqual(one + two, 40, flows.1)
+            XCTAssertGreaterThan(one, 5, "ECMP should spread 40 flows over both next hops")
+            XCTAssertGreaterThan(two, 5, "ECMP should spread 40 flows over both next hops")
+
+            // The router's kernel behind the TAP: a TCP listener on the router's address.
+            background("router", python: """
+            import socket
+            s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('10.1.0.1', 2222)); s.listen(4)
+            c, _ = s.accept(); c.sendall(b'router kernel'); c.close()
+            """)
+            waitListening("router", 2222)
+            let tap = inNS("client", "python3 -c \"import socket; print(socket.create_connection(('10.1.0.1', 2222), timeout=3).recv(32).decode())\"")
+            XCTAssertTrue(tap.1.contains("router kernel"), tap.1)
+
+            // Counters in the stats file.
+            let st = sh("bash \(script) stats --json")
+            XCTAssertEqual(st.0, 0, st.1)
+            let stats = (try? JSONSerialization.jsonObject(with: Data(st.1.utf8)) as? [String: Any]) ?? [:]
+            let events = stats["events"] as? [String: Any] ?? [:]
+            XCTAssertGreaterThanOrEqual((events["echo_replies"] as? Int) ?? 0, 6, st.1)
+            XCTAssertGreaterThan((events["to_kernel"] as? Int) ?? 0, 0, st.1)
+            XCTAssertGreaterThan((events["from_kernel"] as? Int) ?? 0, 0, st.1)
+            XCTAssertGreaterThan((events["icmp_errors_sent"] as? Int) ?? 0, 0, st.1)
+            let ports = stats["ports"] as? [[String: Any]] ?? []
+            XCTAssertEqual(ports.count, 4)
+            for p in ports { XCTAssertEqual(p["up"] as? Bool, true, "\(p)") }
+            XCTAssertGreaterThan((ports.first?["rx_bytes"] as? Int) ?? 0, 30_000_000 / 2, st.1)
+
+            // A clean stop: SIGTERM drains, marks the lcores offline in the tables file and says so.
+            let tables = try TablesFile.open(path: "/run/keel-lab-\(lab)/tables")
+            XCTAssertNotEqual(tables.line(0).load(ordering: .acquiring), 0, "main lcore online while running")
+            XCTAssertEqual(sh("kill -TERM $(cat /run/keel-lab-\(lab)/dataplane.pid); for i in $(seq 1 50); do kill -0 $(cat /run/keel-lab-\(lab)/dataplane.pid) 2>/dev/null || exit 0; sleep 0.1; done; exit 1").0, 0,
+                           "keel-dataplane did not stop on SIGTERM")
+            let finalLog = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            XCTAssertTrue(finalLog.contains("stopped"), finalLog)
+            for i in 0..<tables.readerCount { XCTAssertEqual(tables.line(i).load(ordering: .acquiring), 0, "line \(i) still online") }
         }
-        let flows = inNS("client", """
-        python3 -c "
-        import socket
-        for i in range(40):
-            s = socket.create_connection(('198.51.100.1', 7000), timeout=3); print(s.recv(16).decode()); s.close()"
-        """)
-        XCTAssertEqual(flows.0, 0, flows.1)
-        let one = flows.1.components(separatedBy: "server1").count - 1, two = flows.1.components(separatedBy: "server2").count - 1
-        XCTAssertEqual(one + two, 40, flows.1)
-        XCTAssertGreaterThan(one, 5, "ECMP should spread 40 flows over both next hops")
-        XCTAssertGreaterThan(two, 5, "ECMP should spread 40 flows over both next hops")
-
-        // The router's kernel behind the TAP: a TCP listener on the router's address.
-        background("router", python: """
-        import socket
-        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('10.1.0.1', 2222)); s.listen(4)
-        c, _ = s.accept(); c.sendall(b'router kernel'); c.close()
-        """)
-        waitListening("router", 2222)
-        let tap = inNS("client", "python3 -c \"import socket; print(socket.create_connection(('10.1.0.1', 2222), timeout=3).recv(32).decode())\"")
-        XCTAssertTrue(tap.1.contains("router kernel"), tap.1)
-
-        // Counters in the stats file.
-        let st = sh("bash \(script) stats --json")
-        XCTAssertEqual(st.0, 0, st.1)
-        let stats = (try? JSONSerialization.jsonObject(with: Data(st.1.utf8)) as? [String: Any]) ?? [:]
-        let events = stats["events"] as? [String: Any] ?? [:]
-        XCTAssertGreaterThanOrEqual((events["echo_replies"] as? Int) ?? 0, 6, st.1)
-        XCTAssertGreaterThan((events["to_kernel"] as? Int) ?? 0, 0, st.1)
-        XCTAssertGreaterThan((events["from_kernel"] as? Int) ?? 0, 0, st.1)
-        XCTAssertGreaterThan((events["icmp_errors_sent"] as? Int) ?? 0, 0, st.1)
-        let ports = stats["ports"] as? [[String: Any]] ?? []
-        XCTAssertEqual(ports.count, 4)
-        for p in ports { XCTAssertEqual(p["up"] as? Bool, true, "\(p)") }
-        XCTAssertGreaterThan((ports.first?["rx_bytes"] as? Int) ?? 0, 30_000_000 / 2, st.1)
-
-        // A clean stop: SIGTERM drains, marks the lcores offline in the tables file and says so.
-        let tables = try TablesFile.open(path: "/run/keel-lab-\(lab)/tables")
-        XCTAssertNotEqual(tables.line(0).load(ordering: .acquiring), 0, "main lcore online while running")
-        XCTAssertEqual(sh("kill -TERM $(cat /run/keel-lab-\(lab)/dataplane.pid); for i in $(seq 1 50); do kill -0 $(cat /run/keel-lab-\(lab)/dataplane.pid) 2>/dev/null || exit 0; sleep 0.1; done; exit 1").0, 0,
-                       "keel-dataplane did not stop on SIGTERM")
-        let finalLog = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        XCTAssertTrue(finalLog.contains("stopped"), finalLog)
-        for i in 0..<tables.readerCount { XCTAssertEqual(tables.line(i).load(ordering: .acquiring), 0, "line \(i) still online") }
     }
 
     /// Load balancing end to end: a client, the router, four backends whose
@@ -176,165 +185,154 @@ final class LabTests: XCTestCase {
     /// routing.yaml has VIP 203.0.113.10 TCP 80 (IPIP) and UDP 53 (GUE) on
     /// be1-be3; the test republishes changes with `lab.sh publish`.
     func testLoadBalancingInANamespaceLab() throws {
-        let script = "\(repo)/Appliance/lab/lab.sh"
-        let up = sh("bash \(script) up", timeout: 120)
-        defer {
-            if (testRun?.failureCount ?? 0) > 0 {
-                print("--- data plane log:\n" + ((try? String(contentsOfFile: "/run/keel-lab-\(lab)/dataplane.log", encoding: .utf8)) ?? "none"))
-                print(sh("bash \(script) stats").1)
-            }
-            let down = sh("bash \(script) down", timeout: 60)
-            XCTAssertEqual(down.0, 0, down.1)
-            XCTAssertFalse(sh("ip netns list").1.contains("\(lab)-"), "namespaces left behind")
-        }
-        XCTAssertEqual(up.0, 0, up.1)
-        guard up.0 == 0 else { return }
-        let run = "/run/keel-lab-\(lab)"
-        let base = try String(contentsOfFile: "\(run)/routing.yaml", encoding: .utf8)
-        guard let cut = base.range(of: "vips:") else { return XCTFail("no VIPs in the lab's routing.yaml:\n\(base)") }
-        /// The lab's routing with the two VIPs on backends (number, weight); TCP ids 1-4, UDP ids 11-14.
-        func publish(_ backends: [(Int, Int)], _ name: String) {
-            func list(_ offset: Int) -> String {
-                "[" + backends.map { "{id: \($0.0 + offset), address: 10.4.0.1\($0.0), weight: \($0.1)}" }.joined(separator: ", ") + "]"
-            }
-            let yaml = String(base[..<cut.lowerBound]) + """
-            vips:
-              - {id: 1, address: 203.0.113.10, protocol: tcp, port: 80, table_size: 4099, backends: \(list(0))}
-              - {id: 2, address: 203.0.113.10, protocol: udp, port: 53, encap: {type: gue, port: 6080}, table_size: 4099, backends: \(list(10))}
+        try withLab { script in
+            let run = "/run/keel-lab-\(lab)"
+            let base = try String(contentsOfFile: "\(run)/routing.yaml", encoding: .utf8)
+            guard let cut = base.range(of: "vips:") else { return XCTFail("no VIPs in the lab's routing.yaml:\n\(base)") }
+            /// The lab's routing with the two VIPs on backends (number, weight); TCP ids 1-4, UDP ids 11-14.
+            func publish(_ backends: [(Int, Int)], _ name: String) {
+                func list(_ offset: Int) -> String {
+                    "[" + backends.map { "{id: \($0.0 + offset), address: 10.4.0.1\($0.0), weight: \($0.1)}" }.joined(separator: ", ") + "]"
+                }
+                let yaml = String(base[..<cut.lowerBound]) + """
+                vips:
+                  - {id: 1, address: 203.0.113.10, protocol: tcp, port: 80, table_size: 4099, backends: \(list(0))}
+                  - {id: 2, address: 203.0.113.10, protocol: udp, port: 53, encap: {type: gue, port: 6080}, table_size: 4099, backends: \(list(10))}
 
-            """
-            try? yaml.write(toFile: "\(run)/\(name).yaml", atomically: true, encoding: .utf8)
-            let r = sh("bash \(script) publish \(run)/\(name).yaml")
-            XCTAssertEqual(r.0, 0, r.1)
-        }
+                """
+                try? yaml.write(toFile: "\(run)/\(name).yaml", atomically: true, encoding: .utf8)
+                let r = sh("bash \(script) publish \(run)/\(name).yaml")
+                XCTAssertEqual(r.0, 0, r.1)
+            }
 
-        // Every backend: HTTP on the VIP naming itself (/slow: its name, then 10 MB over 8 s), UDP echoing its name.
-        for b in 1...4 {
-            background("be\(b)", python: """
-            import http.server, socket, threading, time
-            class H(http.server.BaseHTTPRequestHandler):
-                def log_message(self, *a): pass
-                def do_GET(self):
-                    self.send_response(200); self.end_headers()
-                    self.wfile.write(b'be\(b)\\n')
-                    if self.path == '/slow':
-                        for _ in range(160):
-                            self.wfile.write(b'x' * 65536); time.sleep(0.05)
-            def udp():
-                u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('203.0.113.10', 53))
+            // Every backend: HTTP on the VIP naming itself (/slow: its name, then 10 MB over 8 s), UDP echoing its name.
+            for b in 1...4 {
+                background("be\(b)", python: """
+                import http.server, socket, threading, time
+                class H(http.server.BaseHTTPRequestHandler):
+                    def log_message(self, *a): pass
+                    def do_GET(self):
+                        self.send_response(200); self.end_headers()
+                        self.wfile.write(b'be\(b)\\n')
+                        if self.path == '/slow':
+                            for _ in range(160):
+                                self.wfile.write(b'x' * 65536); time.sleep(0.05)
+                def udp():
+                    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('203.0.113.10', 53))
+                    while True:
+                        d, a = u.recvfrom(2048); u.sendto(b'be\(b)', a)
+                threading.Thread(target=udp, daemon=True).start()
+                http.server.ThreadingHTTPServer.allow_reuse_address = True
+                http.server.ThreadingHTTPServer(('203.0.113.10', 80), H).serve_forever()
+                """)
+            }
+            for b in 1...4 { waitListening("be\(b)", 80) }
+
+            // N HTTP connections from fixed source ports (so the outcome does not depend on the kernel's choice of ports).
+            func connections(from first: Int, count: Int) -> [String: Int] {
+                let r = inNS("client", """
+                python3 -c "
+                import socket, collections
+                n = collections.Counter()
+                for p in range(\(first), \(first + count)):
+                    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.settimeout(3)
+                    s.bind(('10.1.0.2', p)); s.connect(('203.0.113.10', 80))
+                    s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n'); d = b''
+                    while True:
+                        c = s.recv(4096)
+                        if not c: break
+                        d += c
+                    s.close(); n[d.split(b'\\r\\n\\r\\n', 1)[1].decode().strip()] += 1
+                print(' '.join(f'{k}={v}' for k, v in sorted(n.items())))"
+                """, timeout: 180)
+                XCTAssertEqual(r.0, 0, r.1)
+                var out: [String: Int] = [:]
+                for kv in r.1.split(whereSeparator: \.isWhitespace) {
+                    let p = kv.split(separator: "=")
+                    if p.count == 2, let v = Int(p[1]) { out[String(p[0])] = v }
+                }
+                XCTAssertEqual(out.values.reduce(0, +), count, r.1)
+                return out
+            }
+            func within(_ got: Int?, _ want: Double, _ what: String) {
+                XCTAssertEqual(Double(got ?? 0), want, accuracy: want * 0.05, what)
+            }
+
+            // 3,000 connections over three equal backends: each within 5% of a third.
+            let equal = connections(from: 20000, count: 3000)
+            print("VIP, equal weights, 3000 connections: \(equal)")
+            for b in ["be1", "be2", "be3"] { within(equal[b], 1000, "\(b) of 3000 equal: \(equal)") }
+
+            // Weights 1:2:1.
+            publish([(1, 1), (2, 2), (3, 1)], "weighted")
+            let w = connections(from: 23000, count: 3000)
+            print("VIP, weights 1:2:1, 3000 connections: \(w)")
+            within(w["be1"], 750, "be1 at weight 1: \(w)")
+            within(w["be2"], 1500, "be2 at weight 2: \(w)")
+            within(w["be3"], 750, "be3 at weight 1: \(w)")
+
+            // A long transfer keeps its backend while another backend is removed and be4 added.
+            publish([(1, 1), (2, 1), (3, 1)], "equal")
+            let transfer = "\(run)/transfer"
+            sh("( closefds; exec ip netns exec \(lab)-client python3 -c \"" + """
+            import socket
+            s = socket.socket(); s.settimeout(10); s.connect(('203.0.113.10', 80)); s.sendall(b'GET /slow HTTP/1.0\\r\\n\\r\\n')
+            d = b''; named = False
+            try:
                 while True:
-                    d, a = u.recvfrom(2048); u.sendto(b'be\(b)', a)
-            threading.Thread(target=udp, daemon=True).start()
-            http.server.ThreadingHTTPServer.allow_reuse_address = True
-            http.server.ThreadingHTTPServer(('203.0.113.10', 80), H).serve_forever()
-            """)
-        }
-        for b in 1...4 { waitListening("be\(b)", 80) }
+                    c = s.recv(65536)
+                    if not c: break
+                    d += c
+                    if not named and b'\\n' in d.split(b'\\r\\n\\r\\n', 1)[-1]:
+                        open('\(transfer).name', 'w').write(d.split(b'\\r\\n\\r\\n', 1)[1].split(b'\\n')[0].decode()); named = True
+                result = 'ok %d' % len(d.split(b'\\r\\n\\r\\n', 1)[1])
+            except Exception as e:
+                result = 'error %s after %d' % (e, len(d))
+            open('\(transfer).done', 'w').write(result)
+            """ + "\" </dev/null >/dev/null 2>&1 ) &")
+            XCTAssertEqual(sh("for i in $(seq 1 50); do [ -s \(transfer).name ] && exit 0; sleep 0.1; done; exit 1").0, 0, "the transfer did not start")
+            let a = (try? String(contentsOfFile: "\(transfer).name", encoding: .utf8)) ?? ""
+            let removed = ["be1", "be2", "be3"].first { $0 != a }!
+            let rid = Int(String(removed.last!))!
+            publish([1, 2, 3, 4].filter { $0 != rid }.map { ($0, 1) }, "changed")
+            let after = connections(from: 27000, count: 1000)
+            print("VIP after removing \(removed) and adding be4 (transfer on \(a)): \(after)")
+            XCTAssertNil(after[removed], "no new flow reaches the removed backend: \(after)")
+            XCTAssertGreaterThan(after["be4"] ?? 0, 150, "the added backend takes new flows: \(after)")
+            XCTAssertEqual(sh("for i in $(seq 1 300); do [ -s \(transfer).done ] && exit 0; sleep 0.1; done; exit 1").0, 0, "the transfer did not end")
+            XCTAssertEqual(try? String(contentsOfFile: "\(transfer).done", encoding: .utf8), "ok \(4 + 160 * 65536)",
+                           "the transfer on \(a) went on without reset while \(removed) left")
 
-        // N HTTP connections from fixed source ports (so the outcome does not depend on the kernel's choice of ports).
-        func connections(from first: Int, count: Int) -> [String: Int] {
-            let r = inNS("client", """
+            // UDP through GUE: 300 clients (source ports), every one answered.
+            let udp = inNS("client", """
             python3 -c "
             import socket, collections
             n = collections.Counter()
-            for p in range(\(first), \(first + count)):
-                s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.settimeout(3)
-                s.bind(('10.1.0.2', p)); s.connect(('203.0.113.10', 80))
-                s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n'); d = b''
-                while True:
-                    c = s.recv(4096)
-                    if not c: break
-                    d += c
-                s.close(); n[d.split(b'\\r\\n\\r\\n', 1)[1].decode().strip()] += 1
+            for p in range(30000, 30300):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('10.1.0.2', p)); s.settimeout(1)
+                for attempt in range(3):
+                    s.sendto(b'q', ('203.0.113.10', 53))
+                    try:
+                        n[s.recv(64).decode()] += 1; break
+                    except socket.timeout:
+                        pass
+                s.close()
             print(' '.join(f'{k}={v}' for k, v in sorted(n.items())))"
-            """, timeout: 180)
-            XCTAssertEqual(r.0, 0, r.1)
-            var out: [String: Int] = [:]
-            for kv in r.1.split(whereSeparator: \.isWhitespace) {
-                let p = kv.split(separator: "=")
-                if p.count == 2, let v = Int(p[1]) { out[String(p[0])] = v }
-            }
-            XCTAssertEqual(out.values.reduce(0, +), count, r.1)
-            return out
+            """, timeout: 120)
+            print("UDP VIP, 300 clients: \(udp.1)")
+            let answered = udp.1.split(whereSeparator: \.isWhitespace).compactMap { Int($0.split(separator: "=").last ?? "") }.reduce(0, +)
+            XCTAssertEqual(answered, 300, udp.1)
+            XCTAssertTrue(udp.1.contains("be4=") && !udp.1.contains("\(removed)="), "UDP follows the changed VIP too: \(udp.1)")
+
+            // The per-VIP counters.
+            let st = sh("bash \(script) stats --json")
+            let stats = (try? JSONSerialization.jsonObject(with: Data(st.1.utf8)) as? [String: Any]) ?? [:]
+            let vips = stats["vips"] as? [[String: Any]] ?? []
+            let v1 = vips.first { ($0["id"] as? Int) == 1 }
+            XCTAssertGreaterThanOrEqual((v1?["new_flows"] as? Int) ?? 0, 7001, st.1)
+            XCTAssertGreaterThan((v1?["conn_hits"] as? Int) ?? 0, 7001, st.1)
+            XCTAssertEqual(stats["drops"].flatMap { ($0 as? [String: Any])?["noBackend"] } as? Int, nil, st.1)
         }
-        func within(_ got: Int?, _ want: Double, _ what: String) {
-            XCTAssertEqual(Double(got ?? 0), want, accuracy: want * 0.05, what)
-        }
-
-        // 3,000 connections over three equal backends: each within 5% of a third.
-        let equal = connections(from: 20000, count: 3000)
-        print("VIP, equal weights, 3000 connections: \(equal)")
-        for b in ["be1", "be2", "be3"] { within(equal[b], 1000, "\(b) of 3000 equal: \(equal)") }
-
-        // Weights 1:2:1.
-        publish([(1, 1), (2, 2), (3, 1)], "weighted")
-        let w = connections(from: 23000, count: 3000)
-        print("VIP, weights 1:2:1, 3000 connections: \(w)")
-        within(w["be1"], 750, "be1 at weight 1: \(w)")
-        within(w["be2"], 1500, "be2 at weight 2: \(w)")
-        within(w["be3"], 750, "be3 at weight 1: \(w)")
-
-        // A long transfer keeps its backend while another backend is removed and be4 added.
-        publish([(1, 1), (2, 1), (3, 1)], "equal")
-        let transfer = "\(run)/transfer"
-        sh("( closefds; exec ip netns exec \(lab)-client python3 -c \"" + """
-        import socket
-        s = socket.socket(); s.settimeout(10); s.connect(('203.0.113.10', 80)); s.sendall(b'GET /slow HTTP/1.0\\r\\n\\r\\n')
-        d = b''; named = False
-        try:
-            while True:
-                c = s.recv(65536)
-                if not c: break
-                d += c
-                if not named and b'\\n' in d.split(b'\\r\\n\\r\\n', 1)[-1]:
-                    open('\(transfer).name', 'w').write(d.split(b'\\r\\n\\r\\n', 1)[1].split(b'\\n')[0].decode()); named = True
-            result = 'ok %d' % len(d.split(b'\\r\\n\\r\\n', 1)[1])
-        except Exception as e:
-            result = 'error %s after %d' % (e, len(d))
-        open('\(transfer).done', 'w').write(result)
-        """ + "\" </dev/null >/dev/null 2>&1 ) &")
-        XCTAssertEqual(sh("for i in $(seq 1 50); do [ -s \(transfer).name ] && exit 0; sleep 0.1; done; exit 1").0, 0, "the transfer did not start")
-        let a = (try? String(contentsOfFile: "\(transfer).name", encoding: .utf8)) ?? ""
-        let removed = ["be1", "be2", "be3"].first { $0 != a }!
-        let rid = Int(String(removed.last!))!
-        publish([1, 2, 3, 4].filter { $0 != rid }.map { ($0, 1) }, "changed")
-        let after = connections(from: 27000, count: 1000)
-        print("VIP after removing \(removed) and adding be4 (transfer on \(a)): \(after)")
-        XCTAssertNil(after[removed], "no new flow reaches the removed backend: \(after)")
-        XCTAssertGreaterThan(after["be4"] ?? 0, 150, "the added backend takes new flows: \(after)")
-        XCTAssertEqual(sh("for i in $(seq 1 300); do [ -s \(transfer).done ] && exit 0; sleep 0.1; done; exit 1").0, 0, "the transfer did not end")
-        XCTAssertEqual(try? String(contentsOfFile: "\(transfer).done", encoding: .utf8), "ok \(4 + 160 * 65536)",
-                       "the transfer on \(a) went on without reset while \(removed) left")
-
-        // UDP through GUE: 300 clients (source ports), every one answered.
-        let udp = inNS("client", """
-        python3 -c "
-        import socket, collections
-        n = collections.Counter()
-        for p in range(30000, 30300):
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('10.1.0.2', p)); s.settimeout(1)
-            for attempt in range(3):
-                s.sendto(b'q', ('203.0.113.10', 53))
-                try:
-                    n[s.recv(64).decode()] += 1; break
-                except socket.timeout:
-                    pass
-            s.close()
-        print(' '.join(f'{k}={v}' for k, v in sorted(n.items())))"
-        """, timeout: 120)
-        print("UDP VIP, 300 clients: \(udp.1)")
-        let answered = udp.1.split(whereSeparator: \.isWhitespace).compactMap { Int($0.split(separator: "=").last ?? "") }.reduce(0, +)
-        XCTAssertEqual(answered, 300, udp.1)
-        XCTAssertTrue(udp.1.contains("be4=") && !udp.1.contains("\(removed)="), "UDP follows the changed VIP too: \(udp.1)")
-
-        // The per-VIP counters.
-        let st = sh("bash \(script) stats --json")
-        let stats = (try? JSONSerialization.jsonObject(with: Data(st.1.utf8)) as? [String: Any]) ?? [:]
-        let vips = stats["vips"] as? [[String: Any]] ?? []
-        let v1 = vips.first { ($0["id"] as? Int) == 1 }
-        XCTAssertGreaterThanOrEqual((v1?["new_flows"] as? Int) ?? 0, 7001, st.1)
-        XCTAssertGreaterThan((v1?["conn_hits"] as? Int) ?? 0, 7001, st.1)
-        XCTAssertEqual(stats["drops"].flatMap { ($0 as? [String: Any])?["noBackend"] } as? Int, nil, st.1)
     }
 
 }
