@@ -138,6 +138,36 @@ final class LoadBalancerTests: XCTestCase {
         XCTAssertGreaterThan(recent, 40)
     }
 
+    /// The VIP's hash fields: "source" keeps a client on one backend whatever
+    /// its ports and protocol, "3-tuple" ignores ports, "5-tuple" spreads a
+    /// client's connections; fragments never hash ports.
+    func testMaglevHashFields() {
+        func h(_ f: [UInt8], _ fields: UInt8) -> UInt64 {
+            var info = PacketInfo()
+            let scratch = UnsafeMutableRawPointer.allocate(byteCount: 32, alignment: 16)
+            defer { scratch.deallocate() }
+            return f.withUnsafeBytes { b in
+                XCTAssertEqual(Parser.parse(b.baseAddress!, length: f.count, into: &info), .none)
+                return LoadBalancer.maglevHash(b.baseAddress!, info, fields: fields, scratch: scratch)
+            }
+        }
+        for (a, b) in [("10.1.0.2", "192.0.2.10"), ("2001:db8:1::2", "2001:db8:f::10")] {
+            let v4 = !a.contains(":")
+            func frame(_ sp: UInt16, _ dp: UInt16, proto: UInt8 = 6, src: String? = nil, fragment: UInt16 = 0) -> [UInt8] {
+                v4 ? PacketBuilder.ipv4(src: src ?? a, dst: b, proto: proto, srcPort: sp, dstPort: dp, fragment: fragment)
+                   : PacketBuilder.ipv6(src: src ?? a, dst: b, proto: proto, srcPort: sp, dstPort: dp)
+            }
+            XCTAssertEqual(h(frame(1000, 80), 1), h(frame(2000, 443, proto: 17), 1), "source: ports and protocol do not matter")
+            XCTAssertNotEqual(h(frame(1000, 80), 1), h(frame(1000, 80, src: v4 ? "10.1.0.3" : "2001:db8:1::3"), 1), "source: the client does")
+            XCTAssertEqual(h(frame(1000, 80), 3), h(frame(2000, 443), 3), "3-tuple: ports do not matter")
+            XCTAssertNotEqual(h(frame(1000, 80), 3), h(frame(1000, 80, proto: 17), 3), "3-tuple: the protocol does")
+            XCTAssertNotEqual(h(frame(1000, 80), 5), h(frame(2000, 80), 5), "5-tuple: the source port does")
+            if v4 {
+                XCTAssertEqual(h(frame(1000, 80, fragment: 0x2000), 5), h(frame(1000, 80), 3), "a fragment hashes the 3-tuple")
+            }
+        }
+    }
+
     /// An ICMP error about a flow is steered (and looked up) by the flow's own hash, IPv4 and IPv6.
     func testICMPErrorsFollowTheQuotedFlow() {
         func hash(_ f: [UInt8]) -> (UInt64, UInt64) {
