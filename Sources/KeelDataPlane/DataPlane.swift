@@ -145,10 +145,7 @@ public final class DataPlane {
         fabric.ecmpWays = file.layout.limits.ecmpWays
         fabric.vipSlots = file.layout.limits.vips
         fabric.backendSlots = file.layout.limits.backendsPerVIP
-        fabric.connFlows = c.conntrack.flows
-        fabric.tcpTimeout = Double(c.conntrack.tcpTimeout)
-        fabric.tcpClosingTimeout = Double(c.conntrack.tcpClosingTimeout)
-        fabric.udpTimeout = Double(c.conntrack.udpTimeout)
+        fabric.conntrack = c.conntrack
 
         acceptor = SnapshotAcceptor(file: file)
         if case .refused(let g, let why) = acceptor.poll() { log("refused snapshot generation \(g): \(why)") }

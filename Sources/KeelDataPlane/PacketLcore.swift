@@ -37,10 +37,9 @@ public struct Fabric: @unchecked Sendable {
     /// Snapshot limits, for the per-lcore next-hop MAC cache.
     public var nextHopGroups = 1, ecmpWays = 1
     /// Load balancing: VIP and backend slots of the stats file's LB blocks,
-    /// connection-table size and timeouts (seconds) per routing lcore.
+    /// and each routing lcore's connection table.
     public var vipSlots = 0, backendSlots = 0
-    public var connFlows = 1 << 20
-    public var tcpTimeout = 300.0, tcpClosingTimeout = 10.0, udpTimeout = 30.0
+    public var conntrack = DataPlaneConfig.ConnTrack()
 
     public static let maxDPDKPorts = 64
 }
@@ -307,7 +306,9 @@ struct Work {
     init(f: Fabric, counters: UnsafeMutablePointer<UInt64>, lb: UnsafeMutablePointer<UInt64>, stage: UnsafeMutablePointer<OpaquePointer?>,
          staged: UnsafeMutablePointer<Int>, ownsPort: UnsafeMutablePointer<Bool>, conntrack: Bool) {
         self.f = f; self.counters = counters; self.lb = lb; self.stage = stage; self.staged = staged; self.ownsPort = ownsPort
-        conn = conntrack ? ConnTable(flows: f.connFlows, tcpTimeout: f.tcpTimeout, closingTimeout: f.tcpClosingTimeout, udpTimeout: f.udpTimeout) : nil
+        let ct = f.conntrack
+        conn = conntrack ? ConnTable(flows: ct.flows, tcpTimeout: Double(ct.tcpTimeout), closingTimeout: Double(ct.tcpClosingTimeout),
+                                     udpTimeout: Double(ct.udpTimeout)) : nil
         infos = .allocate(capacity: f.burst)
         infos.initialize(repeating: PacketInfo(), count: f.burst)
         results = .allocate(capacity: f.burst)
@@ -474,7 +475,7 @@ struct Work {
             balance(m, p, info, vip: Int(vip), quoted: nil, hash: hash, inPort: inPort, snapshot: s, neighbors: neighbors)
             return
         } else if info.l4Proto == 1 || info.l4Proto == 58,
-                  let q = LoadBalancer.quotedFlow(p, length: len, info, s, scratch: lbScratch) {
+                  let q = LoadBalancer.quotedFlow(p, length: len, info, s) {
             balance(m, p, info, vip: Int(q.vip), quoted: q, hash: q.hash, inPort: inPort, snapshot: s, neighbors: neighbors)
             return
         }
@@ -533,7 +534,7 @@ struct Work {
                           hash flowHash: UInt64, inPort: Int, snapshot s: Snapshot, neighbors: borrowing NeighborTable) {
         let rec = s.vipRaw(vi)
         let c = lb + vi &* LBCounter.perVIP
-        var flags: UInt64 = info.l4Proto == 17 || quoted?.proto == 17 ? ConnTable.udp : 0
+        var flags: UInt64 = info.l4Proto == 17 || quoted?.quote.proto == 17 ? ConnTable.udp : 0
         if quoted == nil && info.l4Proto == 6 && p.load(fromByteOffset: Int(info.l4Offset) &+ 13, as: UInt8.self) & 0x05 != 0 {
             flags |= ConnTable.closing // FIN or RST
         }
@@ -542,9 +543,9 @@ struct Work {
         // Fragments skip the table (later ones have no ports): Maglev on the 3-tuple.
         let choice = LoadBalancer.choose(vip: vi, snapshot: s, conn: info.fragment ? nil : conn, flowHash: flowHash, flags: flags,
                                          record: quoted == nil, now: ConnTable.tick(clock)) {
-            if let q = quoted {
-                return LoadBalancer.maglevHash(v4: q.v4, src: p + q.client, dst: p + q.vipAddress, proto: q.proto, srcPort: q.clientPort,
-                                               dstPort: q.vipPort, fields: fields, scratch: scratch)
+            if let q = quoted?.quote { // the flow client → VIP: the quoted packet reversed
+                return LoadBalancer.maglevHash(v4: q.v4, src: p + q.dst, dst: p + q.src, proto: q.proto, srcPort: q.dstPort,
+                                               dstPort: q.srcPort, fields: fields, scratch: scratch)
             }
             return LoadBalancer.maglevHash(p, info, fields: fields, scratch: scratch)
         }

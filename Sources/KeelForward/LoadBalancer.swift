@@ -8,17 +8,14 @@ import KeelTables
 public enum LoadBalancer {
     public static let ipip: UInt8 = 1, gue: UInt8 = 2
 
-    /// The frame's destination as 16 bytes (IPv4 mapped) into `out`.
+    /// The frame's destination as the VIP hash's key: its two 8-byte halves as
+    /// they lie in memory (IPv4 mapped), read straight from the header.
     @inlinable @inline(__always)
-    public static func mappedDestination(_ p: UnsafeRawPointer, _ info: PacketInfo, into out: UnsafeMutableRawPointer) {
+    public static func destinationWords(_ p: UnsafeRawPointer, _ info: PacketInfo) -> (hi: UInt64, lo: UInt64) {
         let l3 = Int(info.l3Offset)
-        if info.l3 == PacketInfo.ipv4 {
-            out.storeBytes(of: 0, as: UInt64.self)
-            out.storeBytes(of: UInt32(0xFFFF).bigEndian, toByteOffset: 8, as: UInt32.self)
-            (out + 12).copyMemory(from: p + (l3 &+ 16), byteCount: 4)
-        } else {
-            out.copyMemory(from: p + (l3 &+ 24), byteCount: 16)
-        }
+        return info.l3 == PacketInfo.ipv4
+            ? Snapshot.mappedWords(v4: UInt32(bigEndian: p.loadUnaligned(fromByteOffset: l3 &+ 16, as: UInt32.self)))
+            : (p.loadUnaligned(fromByteOffset: l3 &+ 24, as: UInt64.self), p.loadUnaligned(fromByteOffset: l3 &+ 32, as: UInt64.self))
     }
 
     /// The VIP (index) a TCP/UDP frame is addressed to, or -1. Fragments
@@ -26,11 +23,7 @@ public enum LoadBalancer {
     @inlinable @inline(__always)
     public static func vip(_ p: UnsafeRawPointer, _ info: PacketInfo, _ s: Snapshot) -> Int32 {
         guard info.l4Proto == 6 || info.l4Proto == 17 else { return -1 }
-        let l3 = Int(info.l3Offset)
-        // The key words straight from the header (no round trip through memory).
-        let (hi, lo) = info.l3 == PacketInfo.ipv4
-            ? Snapshot.mappedWords(v4: UInt32(bigEndian: p.loadUnaligned(fromByteOffset: l3 &+ 16, as: UInt32.self)))
-            : (p.loadUnaligned(fromByteOffset: l3 &+ 24, as: UInt64.self), p.loadUnaligned(fromByteOffset: l3 &+ 32, as: UInt64.self))
+        let (hi, lo) = destinationWords(p, info)
         return s.vip(hi: hi, lo: lo, proto: info.l4Proto, port: info.fragment ? 0 : info.dstPort)
     }
 
@@ -73,22 +66,17 @@ public enum LoadBalancer {
 
     /// A flow quoted by an ICMP/ICMPv6 error addressed to a VIP (for example
     /// "fragmentation needed" from a router on the client's path, about a
-    /// backend's reply). The quoted packet went VIP → client; the flow is the
-    /// other way round.
+    /// backend's reply). The quoted packet went VIP → client (`quote.src` is
+    /// the VIP, `quote.dst` the client); the flow is the other way round.
     public struct QuotedFlow {
         public var vip: Int32
         /// The flow's 5-tuple hash as the client's packets have it (conntrack bucket).
         public var hash: UInt64
-        public var v4: Bool
-        public var proto: UInt8
-        public var clientPort: UInt16, vipPort: UInt16
-        /// Offsets in the frame of the quoted addresses: the client (quoted destination) and the VIP (quoted source).
-        public var client: Int, vipAddress: Int
+        public var quote: Quote
 
         @inlinable
-        public init(vip: Int32, hash: UInt64, v4: Bool, proto: UInt8, clientPort: UInt16, vipPort: UInt16, client: Int, vipAddress: Int) {
-            self.vip = vip; self.hash = hash; self.v4 = v4; self.proto = proto
-            self.clientPort = clientPort; self.vipPort = vipPort; self.client = client; self.vipAddress = vipAddress
+        public init(vip: Int32, hash: UInt64, quote: Quote) {
+            self.vip = vip; self.hash = hash; self.quote = quote
         }
     }
 
@@ -148,16 +136,13 @@ public enum LoadBalancer {
     }
 
     /// Whether the frame is an ICMP error quoting a flow to a VIP, and which.
-    /// `scratch`: 16 bytes.
     @inlinable
-    public static func quotedFlow(_ p: UnsafeRawPointer, length: Int, _ info: PacketInfo, _ s: Snapshot,
-                                  scratch: UnsafeMutableRawPointer) -> QuotedFlow? {
+    public static func quotedFlow(_ p: UnsafeRawPointer, length: Int, _ info: PacketInfo, _ s: Snapshot) -> QuotedFlow? {
         guard let q = quote(p, length: length, info) else { return nil }
-        mappedDestination(p, info, into: scratch)
-        let vi = s.vip(address: scratch, proto: q.proto, port: q.srcPort)
+        let (hi, lo) = destinationWords(p, info)
+        let vi = s.vip(hi: hi, lo: lo, proto: q.proto, port: q.srcPort)
         if vi < 0 { return nil }
-        return QuotedFlow(vip: vi, hash: q.reversedHash(p), v4: q.v4, proto: q.proto, clientPort: q.dstPort, vipPort: q.srcPort,
-                          client: q.dst, vipAddress: q.src)
+        return QuotedFlow(vip: vi, hash: q.reversedHash(p), quote: q)
     }
 
     /// What an I/O lcore steers a packet by: its flow hash, but for an ICMP

@@ -31,16 +31,10 @@ struct ForwardBench: ParsableCommand {
         abstract: "Packets per second per routing lcore: keel-dataplane vs an l3fwd-style C loop over rte_fib, full IPv4 table."
     )
 
-    @Option(help: "The full table (gzip, one CIDR a line).") var table = FullTable.defaultPath()
-    @Option(help: "Use only the first N IPv4 prefixes (default: all).") var routes: Int?
-    @Option(help: "Seconds per measured run.") var seconds = 3.0
+    @OptionGroup var o: PacketBenchOptions
     @Option(help: "Frames in the replayed capture.") var frames = 8192
-    @Option(help: "The lcore that forwards (the main lcore is 0).") var lcore = 1
-    @Flag(help: "Use 2 MiB huge pages for DPDK memory.") var hugePages = false
-    @Flag(help: "Print one JSON object instead of tables.") var json = false
 
     @Option(help: .hidden) var side: String? // a child run: "keel" or "reference"
-    @Option(help: "Runs of each side (child processes, alternating keel, reference, ...).") var runs = 2
 
     /// The parent: alternates child processes, one side each, so neither
     /// inherits the other's cache, TLB or allocator state; reports medians.
@@ -48,11 +42,11 @@ struct ForwardBench: ParsableCommand {
         if let side { return try child(side) }
         let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         var keel: [[String: Any]] = [], ref: [[String: Any]] = []
-        for _ in 0..<runs {
+        for _ in 0..<o.runs {
             for s in ["keel", "reference"] {
-                var args = ["forward", "--side", s, "--table", table, "--seconds", String(seconds), "--frames", String(frames), "--lcore", String(lcore)]
-                if let routes { args += ["--routes", String(routes)] }
-                if hugePages { args.append("--huge-pages") }
+                var args = ["forward", "--side", s, "--table", o.table, "--seconds", String(o.seconds), "--frames", String(frames), "--lcore", String(o.lcore)]
+                if let routes = o.routes { args += ["--routes", String(routes)] }
+                if o.hugePages { args.append("--huge-pages") }
                 let out = try runChild(me, args)
                 guard let line = out.split(separator: "\n").last(where: { $0.hasPrefix("{") }),
                       let d = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
@@ -69,13 +63,13 @@ struct ForwardBench: ParsableCommand {
         let routesUsed = (keel.first?["routes"] as? Int) ?? 0, written = (keel.first?["frames"] as? Int) ?? 0
         let drops = keel.first?["drops"] as? [String: Any] ?? [:]
         let rx = keel.map { ($0["rx_packets"] as? Int) ?? 0 }, tx = keel.map { ($0["tx_packets"] as? Int) ?? 0 }
-        if json {
-            print(jsonString(["routes": routesUsed, "frames": written, "seconds": seconds, "huge_pages": hugePages, "runs": runs,
+        if o.json {
+            print(jsonString(["routes": routesUsed, "frames": written, "seconds": o.seconds, "huge_pages": o.hugePages, "runs": o.runs,
                               "keel_pps": keelRate, "reference_pps": refRate, "keel_pps_runs": keelRuns, "reference_pps_runs": refRuns,
                               "keel_cycles_per_packet": tsc / keelRate, "reference_cycles_per_packet": tsc / refRate, "ratio": ratio,
                               "keel_rx_packets": rx, "keel_tx_packets": tx, "keel_drops": drops]))
         } else {
-            print("forward: \(routesUsed) IPv4 routes, \(written) frames of 60 bytes to random routed destinations, one lcore, \(hugePages ? "huge pages" : "4 KiB pages"), median of \(runs) runs each")
+            print("forward: \(routesUsed) IPv4 routes, \(written) frames of 60 bytes to random routed destinations, one lcore, \(o.hugePages ? "huge pages" : "4 KiB pages"), median of \(o.runs) runs each")
             var t = TextTable(header: ["", "Mpps", "cycles/packet", "runs (Mpps)"])
             t.add(["keel-dataplane", fmt(keelRate / 1e6, 3), fmt(tsc / keelRate, 1), keelRuns.map { fmt($0 / 1e6, 2) }.joined(separator: " ")])
             t.add(["C reference (l3fwd-style, rte_fib)", fmt(refRate / 1e6, 3), fmt(tsc / refRate, 1), refRuns.map { fmt($0 / 1e6, 2) }.joined(separator: " ")])
@@ -113,31 +107,27 @@ struct ForwardBench: ParsableCommand {
         let dir = "/dev/shm/keel-bench-fwd-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        var data = try FullTable.load(path: table)
-        if let routes { data.v4 = Array(data.v4.prefix(routes)) }
+        var data = try FullTable.load(path: o.table)
+        if let routes = o.routes { data.v4 = Array(data.v4.prefix(routes)) }
         data.v4.removeAll { $0.prefix.address >> 24 == 10 } // keep clear of the bench's own 10/8 subnets
         let gateways = 64
         let fibNH = DPDKFibHolder(data: data, gateways: gateways)
         var stream = AddressStream.uniformV4(count: frames * 8, seed: 42).makeIterator()
-        var pcap = Data()
-        func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { pcap.append(contentsOf: $0) } }
-        func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { pcap.append(contentsOf: $0) } }
-        u32(0xa1b2c3d4); u16(2); u16(4); u32(0); u32(0); u32(65535); u32(1)
+        var pcap = PcapCapture()
         var written = 0
         while written < frames, let a = stream.next() {
             guard fibNH.routed(a) else { continue }
             var f = PacketBuilder.ipv4(src: "10.1.0.2", dst: "\(a >> 24).\(a >> 16 & 255).\(a >> 8 & 255).\(a & 255)",
                                        srcPort: UInt16(1024 + written % 60000), payload: Array(repeating: 0x61, count: 18))
             f.replaceSubrange(0..<6, with: [2, 0, 0, 0, 0, 1])
-            u32(UInt32(written)); u32(0); u32(UInt32(f.count)); u32(UInt32(f.count))
-            pcap.append(contentsOf: f)
+            pcap.add(f)
             written += 1
         }
         let capture = "\(dir)/in.pcap"
-        FileManager.default.createFile(atPath: capture, contents: pcap)
-        var eal = ["--no-pci", "--lcores", "0@0,\(lcore)@\(lcore)", "--log-level", "lib.eal:error", "--no-telemetry",
+        try pcap.data.write(to: URL(fileURLWithPath: capture))
+        var eal = ["--no-pci", "--lcores", "0@0,\(o.lcore)@\(o.lcore)", "--log-level", "lib.eal:error", "--no-telemetry",
                    "--file-prefix", "keelfwd\(getpid())"]
-        eal += hugePages ? ["--in-memory", "--socket-mem", "2048"] : ["--no-huge", "--no-shconf", "-m", "3072"]
+        eal += o.hugePages ? ["--in-memory", "--socket-mem", "2048"] : ["--no-huge", "--no-shconf", "-m", "3072"]
         var result: [String: Any] = ["routes": data.v4.count, "frames": written, "tsc_hz": 0.0]
 
         if side == "keel" {
@@ -149,8 +139,8 @@ struct ForwardBench: ParsableCommand {
             config.neighbors = (0..<gateways).map { Neighbor(address: "10.2.\($0).2", mac: String(format: "02:00:00:00:01:%02x", $0), port: "p1") }
             let limits = SnapshotLimits(ipv4Groups: 4096, ipv6Groups: 512, nextHopGroups: 256, ecmpWays: 8, ports: 8,
                                         neighbors: 256, vips: 4, backendsPerVIP: 8, maglevMaxSize: 4099)
-            let r = try BenchDataPlane.measure(config, limits: limits, capture: capture, dir: dir, name: "fwd", hugePages: hugePages,
-                                               lcore: lcore, eal: eal, seconds: seconds, mbufs: 32767)
+            let r = try BenchDataPlane.measure(config, limits: limits, capture: capture, dir: dir, name: "fwd", hugePages: o.hugePages,
+                                               lcore: o.lcore, eal: eal, seconds: o.seconds, mbufs: 32767)
             let stats = r.stats
             result["tsc_hz"] = Double(EAL.tscHz)
             result["pps"] = r.pps
@@ -177,8 +167,8 @@ struct ForwardBench: ParsableCommand {
             ctx.pointee.next_hops = UInt32(gateways)
             ctx.pointee.src_mac = (2, 0, 0, 0, 0, 2)
             ctx.pointee.macs = UnsafePointer(fibNH.macs)
-            try EAL.launch(lcore: lcore, keel_ref_l3fwd, UnsafeMutableRawPointer(ctx))
-            result["pps"] = ForwardBench.sample(seconds) { ctx.pointee.packets }
+            try EAL.launch(lcore: o.lcore, keel_ref_l3fwd, UnsafeMutableRawPointer(ctx))
+            result["pps"] = ForwardBench.sample(o.seconds) { ctx.pointee.packets }
             ctx.pointee.stop = 1
             EAL.waitAll()
             rin.close(); rout.close()

@@ -28,15 +28,9 @@ struct LBBench: ParsableCommand {
         abstract: "Packets per second per routing lcore for VIP traffic (new and established flows) vs plain routing, full IPv4 table."
     )
 
-    @Option(help: "The full table (gzip, one CIDR a line).") var table = FullTable.defaultPath()
-    @Option(help: "Use only the first N IPv4 prefixes (default: all).") var routes: Int?
-    @Option(help: "Seconds per measured run.") var seconds = 3.0
+    @OptionGroup var o: PacketBenchOptions
     @Option(help: "Distinct flows (frames) in the replayed capture.") var flows = 65536
     @Option(help: "Connection table size in flows (established side).") var conntrack = 1 << 20
-    @Option(help: "The lcore that forwards (the main lcore is 0).") var lcore = 1
-    @Option(help: "Runs of each side.") var runs = 2
-    @Flag(help: "Use 2 MiB huge pages for DPDK memory and the tables file (as a production appliance does).") var hugePages = false
-    @Flag(help: "Print one JSON object instead of tables.") var json = false
     @Option(help: .hidden) var side: String?
 
     static let sides = ["route", "established", "new"]
@@ -45,12 +39,12 @@ struct LBBench: ParsableCommand {
         if let side { return try child(side) }
         let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         var results: [String: [[String: Any]]] = [:]
-        for _ in 0..<runs {
+        for _ in 0..<o.runs {
             for s in LBBench.sides {
-                var args = ["lb", "--side", s, "--table", table, "--seconds", String(seconds), "--flows", String(flows),
-                            "--conntrack", String(conntrack), "--lcore", String(lcore)]
-                if let routes { args += ["--routes", String(routes)] }
-                if hugePages { args.append("--huge-pages") }
+                var args = ["lb", "--side", s, "--table", o.table, "--seconds", String(o.seconds), "--flows", String(flows),
+                            "--conntrack", String(conntrack), "--lcore", String(o.lcore)]
+                if let routes = o.routes { args += ["--routes", String(routes)] }
+                if o.hugePages { args.append("--huge-pages") }
                 let out = try ForwardBench().runChild(me, args)
                 guard let line = out.split(separator: "\n").last(where: { $0.hasPrefix("{") }),
                       let d = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
@@ -67,8 +61,8 @@ struct LBBench: ParsableCommand {
         let hits = results["established"]!.map { ($0["conn_hits"] as? Int) ?? 0 }, misses = results["established"]!.map { ($0["conn_misses"] as? Int) ?? 0 }
         let perFlow = ConnTable.bytes(flows: conntrack) / (ConnTable.bytes(flows: conntrack) / 64 * ConnTable.entriesPerBucket)
         let routesUsed = (results["route"]?.first?["routes"] as? Int) ?? 0
-        if json {
-            print(jsonString(["command": "lb", "huge_pages": hugePages, "routes": routesUsed, "flows": flows, "conntrack_flows": conntrack, "seconds": seconds, "runs": runs,
+        if o.json {
+            print(jsonString(["command": "lb", "huge_pages": o.hugePages, "routes": routesUsed, "flows": flows, "conntrack_flows": conntrack, "seconds": o.seconds, "runs": o.runs,
                               "route_pps": route, "established_pps": est, "new_pps": new,
                               "route_pps_runs": rates("route"), "established_pps_runs": rates("established"), "new_pps_runs": rates("new"),
                               "route_cycles_per_packet": tsc / route, "established_cycles_per_packet": tsc / est, "new_cycles_per_packet": tsc / new,
@@ -76,7 +70,7 @@ struct LBBench: ParsableCommand {
                               "conntrack_bytes": ConnTable.bytes(flows: conntrack), "bytes_per_flow": perFlow,
                               "established_conn_hits": hits, "established_conn_misses": misses, "drops": drops]))
         } else {
-            print("lb: \(routesUsed) IPv4 routes, one VIP with 16 backends (IPIP), \(flows) flows of 60-byte TCP frames, connection table of \(conntrack) flows (\(ConnTable.bytes(flows: conntrack) >> 20) MiB, \(perFlow) bytes per flow), one lcore, \(hugePages ? "huge pages" : "4 KiB pages"), median of \(runs) runs each")
+            print("lb: \(routesUsed) IPv4 routes, one VIP with 16 backends (IPIP), \(flows) flows of 60-byte TCP frames, connection table of \(conntrack) flows (\(ConnTable.bytes(flows: conntrack) >> 20) MiB, \(perFlow) bytes per flow), one lcore, \(o.hugePages ? "huge pages" : "4 KiB pages"), median of \(o.runs) runs each")
             var t = TextTable(header: ["traffic", "Mpps", "cycles/packet", "vs routing", "runs (Mpps)"])
             t.add(["routing only (random destinations)", fmt(route / 1e6, 3), fmt(tsc / route, 1), "1.000", rates("route").map { fmt($0 / 1e6, 2) }.joined(separator: " ")])
             t.add(["VIP, established flows", fmt(est / 1e6, 3), fmt(tsc / est, 1), fmt(est / route, 3), rates("established").map { fmt($0 / 1e6, 2) }.joined(separator: " ")])
@@ -91,16 +85,13 @@ struct LBBench: ParsableCommand {
         let dir = "/dev/shm/keel-bench-lb-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        var data = try FullTable.load(path: table)
-        if let routes { data.v4 = Array(data.v4.prefix(routes)) }
+        var data = try FullTable.load(path: o.table)
+        if let routes = o.routes { data.v4 = Array(data.v4.prefix(routes)) }
         data.v4.removeAll { $0.prefix.address >> 24 == 10 || $0.prefix.address >> 8 == 0xC00002 } // the bench's own 10/8 and VIP
         let gateways = 64
         let fibNH = DPDKFibHolder(data: data, gateways: gateways)
         var rng = SplitMix64(seed: 42)
-        var pcap = Data()
-        func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { pcap.append(contentsOf: $0) } }
-        func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { pcap.append(contentsOf: $0) } }
-        u32(0xa1b2c3d4); u16(2); u16(4); u32(0); u32(0); u32(65535); u32(1)
+        var pcap = PcapCapture()
         var stream = AddressStream.uniformV4(count: flows * 8, seed: 42).makeIterator()
         var written = 0
         while written < flows {
@@ -117,15 +108,14 @@ struct LBBench: ParsableCommand {
             }
             f += [UInt8](repeating: 0, count: max(0, 60 - f.count))
             f.replaceSubrange(0..<6, with: [2, 0, 0, 0, 0, 1])
-            u32(UInt32(written)); u32(0); u32(UInt32(f.count)); u32(UInt32(f.count))
-            pcap.append(contentsOf: f)
+            pcap.add(f)
             written += 1
         }
         let capture = "\(dir)/in.pcap"
-        try pcap.write(to: URL(fileURLWithPath: capture))
-        var eal = ["--no-pci", "--lcores", "0@0,\(lcore)@\(lcore)", "--log-level", "lib.eal:error", "--no-telemetry",
+        try pcap.data.write(to: URL(fileURLWithPath: capture))
+        var eal = ["--no-pci", "--lcores", "0@0,\(o.lcore)@\(o.lcore)", "--log-level", "lib.eal:error", "--no-telemetry",
                    "--file-prefix", "keellb\(getpid())"]
-        eal += hugePages ? ["--in-memory", "--socket-mem", "2048"] : ["--no-huge", "--no-shconf", "-m", "3072"]
+        eal += o.hugePages ? ["--in-memory", "--socket-mem", "2048"] : ["--no-huge", "--no-shconf", "-m", "3072"]
         var config = Configuration(ports: [
             Port(name: "p0", mac: "02:00:00:00:00:01", addresses: ["10.1.0.1/16"]),
             Port(name: "p1", mac: "02:00:00:00:00:02", addresses: ["10.2.0.1/16"]),
@@ -137,8 +127,8 @@ struct LBBench: ParsableCommand {
                            backends: (1...16).map { Backend(id: $0, address: "10.2.100.\($0)") })]
         let limits = SnapshotLimits(ipv4Groups: 4096, ipv6Groups: 512, nextHopGroups: 256, ecmpWays: 8, ports: 8,
                                     neighbors: 256, vips: 4, backendsPerVIP: 16, maglevMaxSize: 65537)
-        let r = try BenchDataPlane.measure(config, limits: limits, capture: capture, dir: dir, name: "lb", hugePages: hugePages,
-                                           lcore: lcore, eal: eal, seconds: seconds, mbufs: max(32767, 2 * flows + 8191),
+        let r = try BenchDataPlane.measure(config, limits: limits, capture: capture, dir: dir, name: "lb", hugePages: o.hugePages,
+                                           lcore: o.lcore, eal: eal, seconds: o.seconds, mbufs: max(32767, 2 * flows + 8191),
                                            conntrack: side == "new" ? 4 : conntrack)
         let stats = r.stats
         print(jsonString(["pps": r.pps, "tsc_hz": Double(EAL.tscHz), "routes": data.v4.count, "drops": r.drops,

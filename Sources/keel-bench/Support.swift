@@ -1,7 +1,9 @@
+import ArgumentParser
 import CKeelIntrinsics
 import Foundation
 #if canImport(Glibc)
 import Glibc
+import KeelTestData
 #endif
 
 /// Monotonic nanoseconds.
@@ -70,4 +72,35 @@ func freeHugePages() -> Int {
 struct BenchFailure: Error, CustomStringConvertible {
     let description: String
     init(_ d: String) { description = d }
+}
+
+/// A classic pcap capture (Ethernet) built in memory, for net_pcap to replay.
+struct PcapCapture {
+    private(set) var data = Data()
+    private(set) var count = 0
+
+    init() {
+        u32(0xa1b2c3d4); u16(2); u16(4); u32(0); u32(0); u32(65535); u32(1)
+    }
+
+    mutating func add(_ frame: [UInt8]) {
+        u32(UInt32(count)); u32(0); u32(UInt32(frame.count)); u32(UInt32(frame.count))
+        data.append(contentsOf: frame)
+        count += 1
+    }
+
+    private mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { data.append(contentsOf: $0) } }
+    private mutating func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { data.append(contentsOf: $0) } }
+}
+
+/// The options `forward` and `lb` share: the table, the lcore, how long and
+/// how often to measure, the pages, the output form.
+struct PacketBenchOptions: ParsableArguments {
+    @Option(help: "The full table (gzip, one CIDR a line).") var table = FullTable.defaultPath()
+    @Option(help: "Use only the first N IPv4 prefixes (default: all).") var routes: Int?
+    @Option(help: "Seconds per measured run.") var seconds = 3.0
+    @Option(help: "The lcore that forwards (the main lcore is 0).") var lcore = 1
+    @Option(help: "Runs of each side (child processes, alternating).") var runs = 2
+    @Flag(help: "Use 2 MiB huge pages for DPDK memory and the tables file (as an appliance does).") var hugePages = false
+    @Flag(help: "Print one JSON object instead of tables.") var json = false
 }
