@@ -124,10 +124,8 @@ struct ForwardBench: ParsableCommand {
             written += 1
         }
         let capture = "\(dir)/in.pcap"
-        try pcap.data.write(to: URL(fileURLWithPath: capture))
-        var eal = ["--no-pci", "--lcores", "0@0,\(o.lcore)@\(o.lcore)", "--log-level", "lib.eal:error", "--no-telemetry",
-                   "--file-prefix", "keelfwd\(getpid())"]
-        eal += o.hugePages ? ["--in-memory", "--socket-mem", "2048"] : ["--no-huge", "--no-shconf", "-m", "3072"]
+        try pcap.write(to: capture)
+        let eal = o.eal(prefix: "keelfwd")
         var result: [String: Any] = ["routes": data.v4.count, "frames": written, "tsc_hz": 0.0]
 
         if side == "keel" {

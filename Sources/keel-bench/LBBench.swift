@@ -112,10 +112,8 @@ struct LBBench: ParsableCommand {
             written += 1
         }
         let capture = "\(dir)/in.pcap"
-        try pcap.data.write(to: URL(fileURLWithPath: capture))
-        var eal = ["--no-pci", "--lcores", "0@0,\(o.lcore)@\(o.lcore)", "--log-level", "lib.eal:error", "--no-telemetry",
-                   "--file-prefix", "keellb\(getpid())"]
-        eal += o.hugePages ? ["--in-memory", "--socket-mem", "2048"] : ["--no-huge", "--no-shconf", "-m", "3072"]
+        try pcap.write(to: capture)
+        let eal = o.eal(prefix: "keellb")
         var config = Configuration(ports: [
             Port(name: "p0", mac: "02:00:00:00:00:01", addresses: ["10.1.0.1/16"]),
             Port(name: "p1", mac: "02:00:00:00:00:02", addresses: ["10.2.0.1/16"]),

@@ -83,6 +83,8 @@ struct PcapCapture {
         u32(0xa1b2c3d4); u16(2); u16(4); u32(0); u32(0); u32(65535); u32(1)
     }
 
+    func write(to path: String) throws { try data.write(to: URL(fileURLWithPath: path)) }
+
     mutating func add(_ frame: [UInt8]) {
         u32(UInt32(count)); u32(0); u32(UInt32(frame.count)); u32(UInt32(frame.count))
         data.append(contentsOf: frame)
@@ -103,4 +105,12 @@ struct PacketBenchOptions: ParsableArguments {
     @Option(help: "Runs of each side (child processes, alternating).") var runs = 2
     @Flag(help: "Use 2 MiB huge pages for DPDK memory and the tables file (as an appliance does).") var hugePages = false
     @Flag(help: "Print one JSON object instead of tables.") var json = false
+
+    /// EAL arguments of a child side: the main lcore 0 and the measured lcore,
+    /// DPDK memory on huge pages or not, a file prefix of its own.
+    func eal(prefix: String) -> [String] {
+        ["--no-pci", "--lcores", "0@0,\(lcore)@\(lcore)", "--log-level", "lib.eal:error", "--no-telemetry",
+         "--file-prefix", "\(prefix)\(getpid())"]
+            + (hugePages ? ["--in-memory", "--socket-mem", "2048"] : ["--no-huge", "--no-shconf", "-m", "3072"])
+    }
 }
