@@ -17,12 +17,18 @@ let package = Package(
         .executable(name: "keel-bench", targets: ["keel-bench"]),
         .executable(name: "keel-dataplane", targets: ["keel-dataplane"]),
         .executable(name: "keel-control", targets: ["keel-control"]),
+        .executable(name: "keelctl", targets: ["keelctl"]),
         .library(name: "KeelTables", targets: ["KeelTables"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // Header-only C helpers Swift has no spelling for (prefetch hints, mallinfo2).
@@ -40,7 +46,9 @@ let package = Package(
             dependencies: ["KeelPacket", "KeelTables", "CKeelIntrinsics", .product(name: "Atomics", package: "swift-atomics")]
         ),
         // The stats file: per-lcore counters, heartbeat, neighbor table region. No DPDK (keel-control reads it).
-        .target(name: "KeelStats", dependencies: [.product(name: "Atomics", package: "swift-atomics")]),
+        .target(name: "KeelStats", dependencies: ["KeelPacket", .product(name: "Atomics", package: "swift-atomics")]),
+        // Strict YAML settings files (keel-dataplane's and keel-control's own).
+        .target(name: "KeelConfigFile", dependencies: [.product(name: "Yams", package: "Yams")]),
         // The configuration model (Codable), shared by the control plane, keelctl and tests.
         .target(name: "KeelAPI"),
         // Configuration -> snapshot content, validated; incremental.
@@ -84,7 +92,7 @@ let package = Package(
         // The data plane: configuration, ports, rings, lcore loops, slow path, stats.
         .target(
             name: "KeelDataPlane",
-            dependencies: ["KeelDPDK", "KeelForward", "KeelPacket", "KeelTables", "KeelStats", "CDPDK", "CKeelIntrinsics",
+            dependencies: ["KeelDPDK", "KeelForward", "KeelPacket", "KeelTables", "KeelStats", "CDPDK", "CKeelIntrinsics", "KeelConfigFile",
                            .product(name: "Yams", package: "Yams"), .product(name: "Atomics", package: "swift-atomics")],
             swiftSettings: [.unsafeFlags(dpdkSwiftFlags), .swiftLanguageMode(.v5)]
         ),
@@ -93,10 +101,32 @@ let package = Package(
             dependencies: ["KeelDataPlane", "KeelStats"],
             swiftSettings: [.unsafeFlags(dpdkSwiftFlags), .swiftLanguageMode(.v5)]
         ),
-        // The control plane (so far: compile and publish a routing configuration).
+        // The control plane's library: store (SQLite through GRDB), the one writer,
+        // the admin API (Hummingbird), tokens, status and stats readers.
+        .target(
+            name: "KeelControl",
+            dependencies: ["KeelAPI", "KeelCompiler", "KeelTables", "KeelStats", "KeelConfigFile",
+                           .product(name: "GRDB", package: "GRDB.swift"),
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "Yams", package: "Yams")]
+        ),
         .executableTarget(
             name: "keel-control",
-            dependencies: ["KeelAPI", "KeelCompiler", "KeelTables",
+            dependencies: ["KeelAPI", "KeelCompiler", "KeelTables", "KeelControl",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                           .product(name: "Yams", package: "Yams")]
+        ),
+        // The command-line tool over the admin API (no DPDK, no database).
+        .executableTarget(
+            name: "keelctl",
+            dependencies: ["KeelAPI",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Yams", package: "Yams")]
         ),
@@ -130,6 +160,11 @@ let package = Package(
         .testTarget(
             name: "KeelTablesTests",
             dependencies: ["KeelTables", "KeelTestData"]
+        ),
+        .testTarget(
+            name: "KeelControlTests",
+            dependencies: ["KeelControl", "KeelAPI", "keel-control", "keelctl",
+                           .product(name: "HummingbirdTesting", package: "hummingbird")]
         ),
         .testTarget(
             name: "KeelBenchTests",

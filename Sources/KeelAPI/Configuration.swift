@@ -14,9 +14,10 @@ public struct Configuration: Codable, Equatable, Sendable {
         self.vips = vips
     }
 
-    enum CodingKeys: String, CodingKey { case ports, routes, neighbors, vips }
+    enum CodingKeys: String, CodingKey, CaseIterable { case ports, routes, neighbors, vips }
 
     public init(from d: Decoder) throws {
+        try rejectUnknownKeys(d, CodingKeys.self)
         let c = try d.container(keyedBy: CodingKeys.self)
         ports = try c.decodeIfPresent([Port].self, forKey: .ports) ?? []
         routes = try c.decodeIfPresent([Route].self, forKey: .routes) ?? []
@@ -40,9 +41,10 @@ public struct Port: Codable, Equatable, Sendable {
         self.mtu = mtu
     }
 
-    enum CodingKeys: String, CodingKey { case name, mac, addresses, mtu }
+    enum CodingKeys: String, CodingKey, CaseIterable { case name, mac, addresses, mtu }
 
     public init(from d: Decoder) throws {
+        try rejectUnknownKeys(d, CodingKeys.self)
         let c = try d.container(keyedBy: CodingKeys.self)
         name = try c.decode(String.self, forKey: .name)
         mac = try c.decode(String.self, forKey: .mac)
@@ -64,12 +66,13 @@ public struct Route: Codable, Equatable, Sendable {
         self.blackhole = blackhole
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case prefix, blackhole
         case nextHops = "next_hops"
     }
 
     public init(from d: Decoder) throws {
+        try rejectUnknownKeys(d, CodingKeys.self)
         let c = try d.container(keyedBy: CodingKeys.self)
         prefix = try c.decode(String.self, forKey: .prefix)
         nextHops = try c.decodeIfPresent([NextHop].self, forKey: .nextHops) ?? []
@@ -87,6 +90,15 @@ public struct NextHop: Codable, Equatable, Hashable, Sendable {
         self.gateway = gateway
         self.port = port
     }
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case gateway, port }
+
+    public init(from d: Decoder) throws {
+        try rejectUnknownKeys(d, CodingKeys.self)
+        let c = try d.container(keyedBy: CodingKeys.self)
+        gateway = try c.decodeIfPresent(String.self, forKey: .gateway)
+        port = try c.decodeIfPresent(String.self, forKey: .port)
+    }
 }
 
 /// A static neighbor (ARP/ND entry that never expires).
@@ -99,6 +111,16 @@ public struct Neighbor: Codable, Equatable, Sendable {
         self.address = address
         self.mac = mac
         self.port = port
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case address, mac, port }
+
+    public init(from d: Decoder) throws {
+        try rejectUnknownKeys(d, CodingKeys.self)
+        let c = try d.container(keyedBy: CodingKeys.self)
+        address = try c.decode(String.self, forKey: .address)
+        mac = try c.decode(String.self, forKey: .mac)
+        port = try c.decode(String.self, forKey: .port)
     }
 }
 
@@ -117,10 +139,13 @@ public struct VIP: Codable, Equatable, Sendable {
     public var tableSize: Int
     /// Outer source address of encapsulated packets (default: the appliance's).
     public var sourceAddress: String?
+    /// How keel-control checks the backends (none: always healthy).
+    public var healthCheck: HealthCheck?
     public var backends: [Backend]
 
     public init(id: Int, address: String, protocol: String = "tcp", port: Int? = nil, encap: Encap = Encap(),
-                hash: String = "5-tuple", tableSize: Int = 65537, sourceAddress: String? = nil, backends: [Backend] = []) {
+                hash: String = "5-tuple", tableSize: Int = 65537, sourceAddress: String? = nil,
+                healthCheck: HealthCheck? = nil, backends: [Backend] = []) {
         self.id = id
         self.address = address
         self.protocol = `protocol`
@@ -129,16 +154,19 @@ public struct VIP: Codable, Equatable, Sendable {
         self.hash = hash
         self.tableSize = tableSize
         self.sourceAddress = sourceAddress
+        self.healthCheck = healthCheck
         self.backends = backends
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case id, address, `protocol`, port, encap, hash, backends
         case tableSize = "table_size"
         case sourceAddress = "source_address"
+        case healthCheck = "health_check"
     }
 
     public init(from d: Decoder) throws {
+        try rejectUnknownKeys(d, CodingKeys.self)
         let c = try d.container(keyedBy: CodingKeys.self)
         id = try c.decode(Int.self, forKey: .id)
         address = try c.decode(String.self, forKey: .address)
@@ -148,6 +176,7 @@ public struct VIP: Codable, Equatable, Sendable {
         hash = try c.decodeIfPresent(String.self, forKey: .hash) ?? "5-tuple"
         tableSize = try c.decodeIfPresent(Int.self, forKey: .tableSize) ?? 65537
         sourceAddress = try c.decodeIfPresent(String.self, forKey: .sourceAddress)
+        healthCheck = try c.decodeIfPresent(HealthCheck.self, forKey: .healthCheck)
         backends = try c.decodeIfPresent([Backend].self, forKey: .backends) ?? []
     }
 }
@@ -161,6 +190,15 @@ public struct Encap: Codable, Equatable, Sendable {
     public init(type: String = "ipip", port: Int? = nil) {
         self.type = type
         self.port = port
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case type, port }
+
+    public init(from d: Decoder) throws {
+        try rejectUnknownKeys(d, CodingKeys.self)
+        let c = try d.container(keyedBy: CodingKeys.self)
+        type = try c.decodeIfPresent(String.self, forKey: .type) ?? "ipip"
+        port = try c.decodeIfPresent(Int.self, forKey: .port)
     }
 }
 
@@ -179,13 +217,82 @@ public struct Backend: Codable, Equatable, Sendable {
         self.state = state
     }
 
-    enum CodingKeys: String, CodingKey { case id, address, weight, state }
+    enum CodingKeys: String, CodingKey, CaseIterable { case id, address, weight, state }
 
     public init(from d: Decoder) throws {
+        try rejectUnknownKeys(d, CodingKeys.self)
         let c = try d.container(keyedBy: CodingKeys.self)
         id = try c.decode(Int.self, forKey: .id)
         address = try c.decode(String.self, forKey: .address)
         weight = try c.decodeIfPresent(Int.self, forKey: .weight) ?? 1
         state = try c.decodeIfPresent(String.self, forKey: .state) ?? "up"
+    }
+}
+
+
+/// A VIP's backend check, run by keel-control from the appliance's kernel
+/// side. A backend goes down after `fall` failures in a row and comes back
+/// after `rise` successes in a row.
+public struct HealthCheck: Codable, Equatable, Sendable {
+    /// "tcp" (connect) or "http" (GET `path`, expect `expect_status`).
+    public var type: String
+    /// The backend port to check (default: the VIP's port; required for all-port VIPs).
+    public var port: Int?
+    public var path: String
+    public var expectStatus: Int
+    /// Seconds between checks, and how long one check may take.
+    public var interval: Double
+    public var timeout: Double
+    public var rise: Int
+    public var fall: Int
+
+    public init(type: String = "tcp", port: Int? = nil, path: String = "/", expectStatus: Int = 200,
+                interval: Double = 2, timeout: Double = 1, rise: Int = 2, fall: Int = 3) {
+        self.type = type
+        self.port = port
+        self.path = path
+        self.expectStatus = expectStatus
+        self.interval = interval
+        self.timeout = timeout
+        self.rise = rise
+        self.fall = fall
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case type, port, path, interval, timeout, rise, fall
+        case expectStatus = "expect_status"
+    }
+
+    public init(from d: Decoder) throws {
+        try rejectUnknownKeys(d, CodingKeys.self)
+        let c = try d.container(keyedBy: CodingKeys.self)
+        type = try c.decodeIfPresent(String.self, forKey: .type) ?? "tcp"
+        port = try c.decodeIfPresent(Int.self, forKey: .port)
+        path = try c.decodeIfPresent(String.self, forKey: .path) ?? "/"
+        expectStatus = try c.decodeIfPresent(Int.self, forKey: .expectStatus) ?? 200
+        interval = try c.decodeIfPresent(Double.self, forKey: .interval) ?? 2
+        timeout = try c.decodeIfPresent(Double.self, forKey: .timeout) ?? 1
+        rise = try c.decodeIfPresent(Int.self, forKey: .rise) ?? 2
+        fall = try c.decodeIfPresent(Int.self, forKey: .fall) ?? 3
+    }
+}
+
+
+/// A key of any name (to see every key of an object).
+struct AnyKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { return nil }
+}
+
+/// A misspelt field must not silently become a default: every object refuses
+/// keys it does not know, naming them and the ones it takes.
+func rejectUnknownKeys<K: CodingKey & CaseIterable>(_ d: Decoder, _ keys: K.Type) throws {
+    let c = try d.container(keyedBy: AnyKey.self)
+    for key in c.allKeys where K(stringValue: key.stringValue) == nil {
+        throw DecodingError.dataCorruptedError(
+            forKey: key, in: c,
+            debugDescription: "unknown field (allowed: \(K.allCases.map(\.stringValue).joined(separator: ", ")))")
     }
 }

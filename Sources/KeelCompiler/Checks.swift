@@ -224,6 +224,25 @@ extension Compiler {
             source = IPAddress(s)
             if source == nil { issues.append(ConfigIssue("\(path).source_address", "\"\(s)\" is not an address")) }
         }
+        if let h = v.healthCheck {
+            let hp = "\(path).health_check"
+            if h.type != "tcp" && h.type != "http" { issues.append(ConfigIssue("\(hp).type", "\"\(h.type)\" must be tcp or http")) }
+            if let p = h.port {
+                if p < 1 || p > 65535 { issues.append(ConfigIssue("\(hp).port", "\(p) is outside 1...65535")) }
+            } else if port == 0 {
+                issues.append(ConfigIssue("\(hp).port", "an all-ports VIP needs the port to check"))
+            }
+            if h.type == "http" {
+                if !h.path.hasPrefix("/") || h.path.contains(where: { $0 == " " || $0 == "\r" || $0 == "\n" }) {
+                    issues.append(ConfigIssue("\(hp).path", "\"\(h.path)\" must start with / and hold no spaces or line breaks"))
+                }
+                if h.expectStatus < 100 || h.expectStatus > 599 { issues.append(ConfigIssue("\(hp).expect_status", "\(h.expectStatus) is not an HTTP status")) }
+            }
+            if !(h.interval >= 0.1 && h.interval <= 3600) { issues.append(ConfigIssue("\(hp).interval", "\(h.interval) s is outside 0.1...3600")) }
+            if !(h.timeout >= 0.01 && h.timeout <= h.interval) { issues.append(ConfigIssue("\(hp).timeout", "\(h.timeout) s must be at least 0.01 and at most the interval")) }
+            if h.rise < 1 || h.rise > 100 { issues.append(ConfigIssue("\(hp).rise", "\(h.rise) is outside 1...100")) }
+            if h.fall < 1 || h.fall > 100 { issues.append(ConfigIssue("\(hp).fall", "\(h.fall) is outside 1...100")) }
+        }
         if v.backends.count > limits.backendsPerVIP {
             issues.append(ConfigIssue("\(path).backends", "\(v.backends.count) backends, at most \(limits.backendsPerVIP)"))
         }

@@ -370,3 +370,29 @@ extension SnapshotState {
         return out
     }
 }
+
+// MARK: reading the configuration piece by piece (the control plane's writer)
+
+extension Compiler {
+    /// The canonical text of a prefix ("10.0.0.0/8", "2001:db8::/32"), nil if invalid.
+    public static func canonicalPrefix(_ s: String) -> String? {
+        if case .success(let p) = Parse.prefix(s) { return p.text }
+        return nil
+    }
+
+    public func vip(_ id: Int) -> VIP? { vips[id] }
+    public var vipIDs: [Int] { vips.keys.sorted() }
+
+    public func route(_ prefix: String) -> Route? {
+        guard case .success(let p) = Parse.prefix(prefix) else { return nil }
+        return routes[p]
+    }
+
+    public var currentPorts: [Port] { ports }
+    public var currentNeighbors: [Neighbor] { neighbors }
+
+    /// The VIP that has backend `id`, if any.
+    public func vipOfBackend(_ id: Int) -> Int? {
+        vips.first { $0.value.backends.contains { $0.id == id } }?.key
+    }
+}

@@ -1,4 +1,5 @@
 import Foundation
+@_exported import KeelConfigFile
 import Yams
 
 /// keel-dataplane's own settings (Config/dataplane.yaml). Routes, VIPs and
@@ -83,75 +84,20 @@ public struct DataPlaneConfig: Equatable, Sendable {
     public var pipeline: Bool { !lcores.workers.isEmpty }
 }
 
-/// A configuration file that cannot be used: where and why.
-public struct ConfigFileError: Error, CustomStringConvertible, Equatable {
-    public let path: String
-    public let message: String
-    public var description: String { "\(path): \(message)" }
-}
-
 extension DataPlaneConfig {
     public static func load(path: String) throws -> DataPlaneConfig {
-        let text: String
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw ConfigFileError(path: path, message: "cannot read: \(String(cString: strerror(errno)))")
-        }
-        return try parse(text, path: path)
+        var (root, r) = try composeSettings(path: path)
+        return try r.config(root)
     }
 
     /// Parses and checks the whole file; the first problem rejects it, naming the line and field.
     public static func parse(_ text: String, path: String = "<config>") throws -> DataPlaneConfig {
-        let node: Node?
-        do { node = try Yams.compose(yaml: text) } catch {
-            throw ConfigFileError(path: path, message: "not valid YAML: \(error)")
-        }
-        guard let root = node, root.mapping != nil else { throw ConfigFileError(path: path, message: "expected a mapping of settings") }
-        var r = Reader(path: path)
+        var (root, r) = try composeSettings(text: text, path: path)
         return try r.config(root)
     }
 }
 
-/// Walks the YAML nodes with a fixed schema: unknown keys, wrong types and
-/// out-of-range values are errors (a typo must not silently become a default).
-struct Reader {
-    let path: String
-
-    func fail(_ n: Node, _ field: String, _ msg: String) -> ConfigFileError {
-        ConfigFileError(path: path, message: "line \(n.mark?.line ?? 0): \(field): \(msg)")
-    }
-
-    func mapping(_ n: Node, _ field: String, allowed: Set<String>) throws -> [String: Node] {
-        guard let m = n.mapping else { throw fail(n, field, "expected a mapping") }
-        var out: [String: Node] = [:]
-        for (k, v) in m {
-            guard let key = k.string else { throw fail(k, field, "keys must be strings") }
-            guard allowed.contains(key) else {
-                throw fail(k, field.isEmpty ? key : "\(field).\(key)", "unknown setting (allowed: \(allowed.sorted().joined(separator: ", ")))")
-            }
-            guard out[key] == nil else { throw fail(k, "\(field).\(key)", "given twice") }
-            out[key] = v
-        }
-        return out
-    }
-
-    func string(_ n: Node, _ field: String) throws -> String {
-        guard let s = n.scalar?.string, !s.isEmpty else { throw fail(n, field, "expected a non-empty string") }
-        return s
-    }
-
-    func int(_ n: Node, _ field: String, _ range: ClosedRange<Int>) throws -> Int {
-        guard let s = n.scalar?.string, let v = Int(s) else { throw fail(n, field, "expected an integer") }
-        guard range.contains(v) else { throw fail(n, field, "\(v) is outside \(range.lowerBound)...\(range.upperBound)") }
-        return v
-    }
-
-    func ints(_ n: Node, _ field: String, _ range: ClosedRange<Int>) throws -> [Int] {
-        guard let s = n.sequence else { throw fail(n, field, "expected a list of integers") }
-        return try s.enumerated().map { try int($0.element, "\(field)[\($0.offset)]", range) }
-    }
-
-    func key(_ m: [String: Node], _ k: String) -> Node? { m[k] }
-
+extension Reader {
     mutating func config(_ root: Node) throws -> DataPlaneConfig {
         let m = try mapping(root, "", allowed: ["tables", "stats", "lcores", "ports", "queues", "mempool", "neighbors", "icmp", "conntrack"])
         guard let t = m["tables"] else { throw fail(root, "tables", "required (the tables file keel-control publishes to)") }

@@ -1,20 +1,53 @@
-// keel-control: the control plane. For now one command, `publish`: compile a
-// routing configuration (the keelctl apply schema, YAML or JSON) and publish
-// it to the tables file, creating the file if needed. The store, the admin
-// API and health checks come with issue 6 and publish the same way.
+// keel-control: the control plane. `serve` runs it (store, admin API, health
+// checks, publishing); `publish` compiles one configuration file straight into
+// the tables file (labs and recovery, no store).
 import ArgumentParser
 import Foundation
 import KeelAPI
 import KeelCompiler
+import KeelControl
 import KeelTables
 import Yams
 
 @main
-struct KeelControl: ParsableCommand {
+struct KeelControlCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keel-control",
         abstract: "Keel's control plane.",
-        subcommands: [Publish.self])
+        subcommands: [Serve.self, Publish.self])
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve the admin API, run health checks and publish the stored configuration to the tables file.")
+
+    @Option(help: "Settings file (see Config/control.yaml).")
+    var config: String = "/etc/keel/control.yaml"
+
+    @Option(help: "Override the settings file's listen address (host:port).")
+    var listen: String?
+
+    @Option(help: "Override the settings file's data directory.")
+    var dataDir: String?
+
+    func run() async throws {
+        var s: ControlSettings
+        do { s = try ControlSettings.load(path: config) } catch {
+            FileHandle.standardError.write(Data("keel-control: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        if let listen {
+            do { let o = try ControlSettings.parse("listen: \"\(listen)\"", path: "--listen"); s.host = o.host; s.port = o.port } catch {
+                FileHandle.standardError.write(Data("keel-control: \(error)\n".utf8))
+                throw ExitCode(2)
+            }
+        }
+        if let dataDir { s.dataDir = dataDir }
+        do { try await ControlServer.run(s) } catch let e as ControlServer.StartError {
+            FileHandle.standardError.write(Data("keel-control: \(e)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
 }
 
 struct Publish: ParsableCommand {

@@ -1,0 +1,318 @@
+import Foundation
+import GRDB
+import KeelAPI
+
+/// The configuration store: SQLite through GRDB, WAL, foreign keys, versioned
+/// migrations.
+///
+/// Every object (port, route, neighbor, VIP, backend) is a row per version:
+/// a row is current from the revision that wrote it (`since`) until the
+/// revision that replaced or deleted it (`until`, NULL while current). So the
+/// full configuration of any revision is one query (`since <= R AND (until IS
+/// NULL OR until > R)`), a diff between two revisions reads only the rows
+/// those revisions touched, and a one-route change costs two rows, not a copy
+/// of a 900,000-route table. Rollback writes the old configuration as a new
+/// revision; history is never rewritten.
+///
+/// Writes come only from `ControlPlane` (the one writer); reads may come from
+/// any task (WAL readers do not block the writer).
+public final class Store: Sendable {
+    public let db: any DatabaseWriter
+
+    /// The kinds of object, each with its own table of the same shape.
+    public enum Kind: String, CaseIterable, Sendable, Codable {
+        case port, route, neighbor, vip, backend
+        var table: String { rawValue + "s" }
+    }
+
+    /// Opens (creating if needed) the database at `path` and migrates it forward.
+    public init(path: String) throws {
+        var config = GRDB.Configuration()
+        config.foreignKeysEnabled = true
+        config.prepareDatabase { db in
+            // FULL: a commit is on disk before the change is acknowledged (power loss too, not only kill -9).
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        db = try DatabasePool(path: path, configuration: config)
+        try Store.migrator.migrate(db)
+    }
+
+    /// An in-memory store (unit tests).
+    public init() throws {
+        var config = GRDB.Configuration()
+        config.foreignKeysEnabled = true
+        db = try DatabaseQueue(configuration: config)
+        try Store.migrator.migrate(db)
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1: objects and revisions") { db in
+            try db.execute(sql: """
+                CREATE TABLE revisions (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    time REAL NOT NULL,
+                    author TEXT NOT NULL,
+                    comment TEXT NOT NULL DEFAULT '',
+                    summary TEXT NOT NULL DEFAULT '',
+                    generation INTEGER
+                )
+                """)
+            for kind in Kind.allCases {
+                let t = kind.table
+                // key: the object's name (port name, canonical prefix, neighbor address, VIP id, backend id);
+                // parent: the VIP of a backend; position: order within the list it came in.
+                try db.execute(sql: """
+                    CREATE TABLE \(t) (
+                        key TEXT NOT NULL,
+                        parent INTEGER,
+                        position INTEGER NOT NULL DEFAULT 0,
+                        body TEXT NOT NULL,
+                        since INTEGER NOT NULL REFERENCES revisions(id),
+                        until INTEGER REFERENCES revisions(id),
+                        CHECK (until IS NULL OR until > since)
+                    );
+                    CREATE UNIQUE INDEX \(t)_current ON \(t)(key) WHERE until IS NULL;
+                    CREATE INDEX \(t)_since ON \(t)(since);
+                    CREATE INDEX \(t)_until ON \(t)(until);
+                    """)
+            }
+        }
+        return m
+    }
+
+    // MARK: writing (inside the writer's transaction)
+
+    /// Starts a revision; its id is the `since` / `until` of the rows it writes.
+    static func beginRevision(_ db: Database, author: String, comment: String) throws -> Int64 {
+        try db.execute(sql: "INSERT INTO revisions (time, author, comment) VALUES (?, ?, ?)",
+                       arguments: [Date().timeIntervalSince1970, author, comment])
+        return db.lastInsertedRowID
+    }
+
+    static func finishRevision(_ db: Database, _ rev: Int64, summary: String, generation: UInt64?) throws {
+        try db.execute(sql: "UPDATE revisions SET summary = ?, generation = ? WHERE id = ?",
+                       arguments: [summary, generation.map { Int64($0) }, rev])
+    }
+
+    /// Makes `body` the current version of (kind, key); no new row when nothing changed.
+    /// Returns whether a row was written.
+    @discardableResult
+    static func put(_ db: Database, _ kind: Kind, key: String, parent: Int? = nil, position: Int = 0,
+                    body: String, revision rev: Int64) throws -> Bool {
+        let t = kind.table
+        let current = try Row.fetchOne(db.cachedStatement(sql: "SELECT parent, position, body FROM \(t) WHERE key = ? AND until IS NULL"),
+                                       arguments: [key])
+        if let current {
+            if current["body"] as String == body && current["parent"] as Int? == parent && current["position"] as Int == position {
+                return false
+            }
+            try db.cachedStatement(sql: "UPDATE \(t) SET until = ? WHERE key = ? AND until IS NULL").execute(arguments: [rev, key])
+        }
+        try db.cachedStatement(sql: "INSERT INTO \(t) (key, parent, position, body, since) VALUES (?, ?, ?, ?, ?)")
+            .execute(arguments: [key, parent, position, body, rev])
+        return true
+    }
+
+    /// Ends the current version of (kind, key). Returns whether there was one.
+    @discardableResult
+    static func remove(_ db: Database, _ kind: Kind, key: String, revision rev: Int64) throws -> Bool {
+        try db.cachedStatement(sql: "UPDATE \(kind.table) SET until = ? WHERE key = ? AND until IS NULL").execute(arguments: [rev, key])
+        return db.changesCount > 0
+    }
+
+    /// Writes `config` as the whole current configuration: rows that differ are
+    /// replaced, rows that are gone are ended. Returns how many rows changed.
+    static func putConfiguration(_ db: Database, _ config: Configuration, kinds: Set<Kind> = Set(Kind.allCases),
+                                 revision rev: Int64) throws -> Int {
+        var changed = 0
+        var wanted: [Kind: Set<String>] = [:]
+        func put(_ kind: Kind, _ key: String, parent: Int? = nil, position: Int, _ body: String) throws {
+            wanted[kind, default: []].insert(key)
+            if try Store.put(db, kind, key: key, parent: parent, position: position, body: body, revision: rev) { changed += 1 }
+        }
+        for (i, p) in config.ports.enumerated() { try put(.port, p.name, position: i, Body.encode(p)) }
+        for r in config.routes { try put(.route, r.prefix, position: 0, Body.encode(r)) }
+        for (i, n) in config.neighbors.enumerated() { try put(.neighbor, n.address, position: i, Body.encode(n)) }
+        for v in config.vips where kinds.contains(.vip) {
+            var bare = v
+            bare.backends = []
+            try put(.vip, String(v.id), position: v.id, Body.encode(bare))
+            for (i, b) in v.backends.enumerated() { try put(.backend, String(b.id), parent: v.id, position: i, Body.encode(b)) }
+        }
+        for kind in Kind.allCases where kinds.contains(kind) {
+            let keep = wanted[kind] ?? []
+            let keys = try String.fetchAll(db, sql: "SELECT key FROM \(kind.table) WHERE until IS NULL")
+            for k in keys where !keep.contains(k) {
+                try remove(db, kind, key: k, revision: rev)
+                changed += 1
+            }
+        }
+        return changed
+    }
+
+    /// Writes one VIP and its backends (backends it no longer has are ended).
+    static func putVIP(_ db: Database, _ v: VIP, revision rev: Int64) throws {
+        var bare = v
+        bare.backends = []
+        try put(db, .vip, key: String(v.id), position: v.id, body: Body.encode(bare), revision: rev)
+        for (i, b) in v.backends.enumerated() {
+            try put(db, .backend, key: String(b.id), parent: v.id, position: i, body: Body.encode(b), revision: rev)
+        }
+        try removeBackends(db, vip: v.id, keeping: Set(v.backends.map { String($0.id) }), revision: rev)
+    }
+
+    static func removeBackends(_ db: Database, vip: Int, keeping: Set<String>, revision rev: Int64) throws {
+        let keys = try String.fetchAll(db, sql: "SELECT key FROM backends WHERE parent = ? AND until IS NULL", arguments: [vip])
+        for k in keys where !keeping.contains(k) { try remove(db, .backend, key: k, revision: rev) }
+    }
+
+    /// Where backend `id` sits in its VIP's list (the end for a new one).
+    static func backendPosition(_ db: Database, vip: Int, id: Int) throws -> Int {
+        if let p = try Int.fetchOne(db, sql: "SELECT position FROM backends WHERE key = ? AND parent = ? AND until IS NULL",
+                                    arguments: [String(id), vip]) { return p }
+        return (try Int.fetchOne(db, sql: "SELECT MAX(position) + 1 FROM backends WHERE parent = ? AND until IS NULL", arguments: [vip])) ?? 0
+    }
+
+    /// What revision `rev` did, as "+2 routes, ~1 backend, -1 vip", and how many objects it touched.
+    static func summary(_ db: Database, _ rev: Int64) throws -> (String, Int) {
+        var parts: [String] = []
+        var total = 0
+        for kind in Kind.allCases {
+            let t = kind.table
+            let row = try Row.fetchOne(db, sql: """
+                SELECT
+                  (SELECT COUNT(*) FROM \(t) WHERE since = ?1 AND key NOT IN (SELECT key FROM \(t) WHERE until = ?1)),
+                  (SELECT COUNT(*) FROM \(t) WHERE since = ?1 AND key IN (SELECT key FROM \(t) WHERE until = ?1)),
+                  (SELECT COUNT(*) FROM \(t) WHERE until = ?1 AND key NOT IN (SELECT key FROM \(t) WHERE since = ?1))
+                """, arguments: [rev])!
+            let (a, c, d): (Int, Int, Int) = (row[0], row[1], row[2])
+            for (n, sign) in [(a, "+"), (c, "~"), (d, "-")] where n > 0 {
+                parts.append("\(sign)\(n) \(kind.rawValue)\(n == 1 ? "" : "s")")
+            }
+            total += a + c + d
+        }
+        return (parts.joined(separator: ", "), total)
+    }
+
+    // MARK: reading
+
+    /// The configuration current at revision `rev` (nil: now).
+    public func configuration(at rev: Int64? = nil, kinds: Set<Kind> = Set(Kind.allCases)) throws -> Configuration {
+        try db.read { db in try Store.configuration(db, at: rev, kinds: kinds) }
+    }
+
+    static func alive(_ rev: Int64?) -> (String, StatementArguments) {
+        guard let rev else { return ("until IS NULL", []) }
+        return ("since <= ? AND (until IS NULL OR until > ?)", [rev, rev])
+    }
+
+    static func configuration(_ db: Database, at rev: Int64?, kinds: Set<Kind> = Set(Kind.allCases)) throws -> Configuration {
+        let (cond, args) = alive(rev)
+        func rows(_ kind: Kind, order: String) throws -> [Row] {
+            guard kinds.contains(kind) else { return [] }
+            return try Row.fetchAll(db, sql: "SELECT key, parent, body FROM \(kind.table) WHERE \(cond) ORDER BY \(order)", arguments: args)
+        }
+        var c = Configuration()
+        c.ports = try rows(.port, order: "position").map { try Body.decode(Port.self, $0["body"]) }
+        c.routes = try rows(.route, order: "key").map { try Body.decode(Route.self, $0["body"]) }
+        c.neighbors = try rows(.neighbor, order: "position").map { try Body.decode(Neighbor.self, $0["body"]) }
+        var backends: [Int: [Backend]] = [:]
+        for r in try rows(.backend, order: "parent, position") {
+            backends[r["parent"] as Int, default: []].append(try Body.decode(Backend.self, r["body"]))
+        }
+        c.vips = try rows(.vip, order: "position").map {
+            var v = try Body.decode(VIP.self, $0["body"])
+            v.backends = backends[v.id] ?? []
+            return v
+        }
+        return c
+    }
+
+    public func latestRevision() throws -> Int64 {
+        try db.read { db in try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM revisions") ?? 0 }
+    }
+
+    public func revisionExists(_ rev: Int64) throws -> Bool {
+        try db.read { db in try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM revisions WHERE id = ?)", arguments: [rev]) ?? false }
+    }
+
+    /// Revisions, newest first: at most `limit`, older than `before` if given.
+    public func revisions(limit: Int, before: Int64? = nil) throws -> [RevisionInfo] {
+        try db.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT id, time, author, comment, summary, generation FROM revisions
+                WHERE id < ? ORDER BY id DESC LIMIT ?
+                """, arguments: [before ?? Int64.max, limit]).map(Store.revisionInfo)
+        }
+    }
+
+    public func revision(_ id: Int64) throws -> RevisionInfo? {
+        try db.read { db in
+            try Row.fetchOne(db, sql: "SELECT id, time, author, comment, summary, generation FROM revisions WHERE id = ?",
+                             arguments: [id]).map(Store.revisionInfo)
+        }
+    }
+
+    static func revisionInfo(_ r: Row) -> RevisionInfo {
+        RevisionInfo(id: r["id"], time: Date(timeIntervalSince1970: r["time"]), author: r["author"], comment: r["comment"],
+                     summary: r["summary"], generation: (r["generation"] as Int64?).map { UInt64($0) })
+    }
+
+    /// What changed from revision `from` to revision `to` (from < to, or the
+    /// reverse for a backwards diff), object by object.
+    public func diff(from: Int64, to: Int64) throws -> [DiffEntry] {
+        try db.read { db in try Store.diff(db, from: from, to: to) }
+    }
+
+    static func diff(_ db: Database, from: Int64, to: Int64) throws -> [DiffEntry] {
+        let lo = min(from, to), hi = max(from, to)
+        var out: [DiffEntry] = []
+        for kind in Kind.allCases {
+            let t = kind.table
+            // Alive at lo and ended in (lo, hi]; alive at hi and started in (lo, hi].
+            let ended = try Row.fetchAll(db, sql: "SELECT key, parent, body FROM \(t) WHERE since <= ? AND until > ? AND until <= ?",
+                                         arguments: [lo, lo, hi])
+            let started = try Row.fetchAll(db, sql: "SELECT key, parent, body FROM \(t) WHERE since > ? AND since <= ? AND (until IS NULL OR until > ?)",
+                                           arguments: [lo, hi, hi])
+            var atLo: [String: Row] = [:], atHi: [String: Row] = [:]
+            for r in ended { atLo[r["key"]] = r }
+            for r in started { atHi[r["key"]] = r }
+            let (old, new) = from <= to ? (atLo, atHi) : (atHi, atLo)
+            for key in Set(old.keys).union(new.keys).sorted(by: Store.keyOrder(kind)) {
+                let o = old[key], n = new[key]
+                if let o, let n, o["body"] as String == n["body"] as String, o["parent"] as Int? == n["parent"] as Int? { continue }
+                let op: DiffEntry.Op = o == nil ? .add : n == nil ? .delete : .change
+                out.append(DiffEntry(kind: kind.rawValue, key: key, op: op, vip: (n ?? o)!["parent"],
+                                     before: try o.map { try JSONValue.parse($0["body"]) },
+                                     after: try n.map { try JSONValue.parse($0["body"]) }))
+            }
+        }
+        return out
+    }
+
+    static func keyOrder(_ kind: Kind) -> (String, String) -> Bool {
+        switch kind {
+        case .vip, .backend: return { (Int($0) ?? 0) < (Int($1) ?? 0) }
+        default: return { $0 < $1 }
+        }
+    }
+}
+
+/// Object bodies as stored: compact JSON with sorted keys, so equal objects
+/// are equal strings.
+enum Body {
+    static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return e
+    }()
+
+    static func encode<T: Encodable>(_ v: T) throws -> String {
+        String(decoding: try encoder.encode(v), as: UTF8.self)
+    }
+
+    static func decode<T: Decodable>(_ t: T.Type, _ s: String) throws -> T {
+        try JSONDecoder().decode(t, from: Data(s.utf8))
+    }
+}
