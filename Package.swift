@@ -163,7 +163,8 @@ let package = Package(
         ),
         .testTarget(
             name: "KeelControlTests",
-            dependencies: ["KeelControl", "KeelAPI", "keel-control", "keelctl",
+            dependencies: ["KeelControl", "KeelAPI", "KeelCompiler", "KeelTables", "keel-control", "keelctl",
+                           .product(name: "GRDB", package: "GRDB.swift"),
                            .product(name: "HummingbirdTesting", package: "hummingbird")]
         ),
         .testTarget(
