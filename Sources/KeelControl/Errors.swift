@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import KeelAPI
 import KeelCompiler
+import NIOCore
 
 /// An error the API answers with: a status and an `ErrorBody`.
 public struct APIError: Error, HTTPResponseError, CustomStringConvertible {
@@ -36,6 +37,7 @@ public struct APIError: Error, HTTPResponseError, CustomStringConvertible {
             return APIError(.unprocessableContent, "invalid configuration",
                             issues: e.issues.map { ErrorBody.Issue(field: $0.path, message: $0.message) })
         case let e as DecodingError: return decoding(e)
+        case is NIOTooManyBytesError: return APIError(.contentTooLarge, "request body too large")
         case let e as HTTPError:
             switch e.status {
             case .notFound: return APIError(.notFound, "no such resource")
