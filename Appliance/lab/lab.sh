@@ -2,7 +2,7 @@
 # Keel's built-in lab: network namespaces, veth pairs, and keel-dataplane
 # routing real kernel traffic between them on DPDK af_packet ports.
 #
-#   client (10.1.0.2, 2001:db8:1::2) ── p0 [router: keel-dataplane] p1 ── server1 (10.2.0.2, 2001:db8:2::2)
+#   client (10.1.0.2, 2001:db8:1::2) ── p0 [router: keel-dataplane + keel-control] p1 ── server1 (10.2.0.2, 2001:db8:2::2)
 #                                                                  p2 ── server2 (10.3.0.2, 2001:db8:3::2)
 #                                                                  p3 ── switch ── be1 be2 be3 be4 (10.4.0.11-14)
 #   198.51.100.0/24 and 2001:db8:100::/48: ECMP over server1 and server2 (both hold .1 on lo)
@@ -15,7 +15,9 @@
 #   lab.sh up        create the lab and start keel-dataplane in the background (LAB=name to run several)
 #   lab.sh down      stop it and remove everything it created
 #   lab.sh stats     the data plane's counters
-#   lab.sh publish FILE   compile and publish a routing configuration (routes, VIPs) to the running lab
+#   lab.sh publish FILE   make FILE (routes, VIPs: the keelctl apply schema) the running lab's configuration
+#   lab.sh keelctl ARGS...   keelctl against the lab's keel-control (it runs in the router namespace)
+#   lab.sh control-start  (re)start keel-control (after a kill, for example)
 #   lab.sh exec NS CMD...   run a command in a lab namespace (client, router, server1, server2, switch, be1-be4)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -45,7 +47,7 @@ install_packages() {
 build() {
     command -v swift >/dev/null || { echo "lab.sh: no Swift toolchain on PATH (Swift 6.3, e.g. /opt/swift/usr/bin)" >&2; exit 1; }
     echo "== building (release)"
-    (cd "$repo" && swift build -c release --product keel-dataplane >/dev/null && swift build -c release --product keel-control >/dev/null)
+    (cd "$repo" && swift build -c release --product keel-dataplane >/dev/null && swift build -c release --product keel-control >/dev/null && swift build -c release --product keelctl >/dev/null)
 }
 
 veth() { # veth NAME_IN_ROUTER PEER_NS PEER_NAME
@@ -124,7 +126,18 @@ vips:
     table_size: 4099
     backends: [{id: 11, address: 10.4.0.11}, {id: 12, address: 10.4.0.12}, {id: 13, address: 10.4.0.13}]
 YAML
-    "$BIN/keel-control" publish --routing "$RUN/routing.yaml" --tables "$RUN/tables" --small
+    # The control plane: store and token in $RUN/control, API on the router's 127.0.0.1:8440;
+    # the routing configuration above is its first revision.
+    cat > "$RUN/control.yaml" <<YAML
+listen: 127.0.0.1:8440
+data_dir: $RUN/control
+tables: $RUN/tables
+stats: $RUN/stats
+small_tables: true
+readers: 8
+YAML
+    control_start
+    lab_keelctl apply -f "$RUN/routing.yaml" --comment "lab.sh up" >/dev/null
 
     local io="${LAB_LCORES:-0,1}"
     cat > "$RUN/dataplane.yaml" <<YAML
@@ -203,10 +216,34 @@ backends() {
 
 publish() {
     need_root
-    "$BIN/keel-control" publish --routing "$1" --tables "$RUN/tables" --small
+    lab_keelctl apply -f "$1" --comment "lab.sh publish $1"
+}
+
+lab_keelctl() {
+    inns router env KEEL_API=http://127.0.0.1:8440 KEEL_TOKEN_FILE="$RUN/control/tokens" "$BIN/keelctl" "$@"
+}
+
+# Starts keel-control in the router namespace (its health checks then use the
+# router's kernel, behind the TAPs) and waits until it serves.
+control_start() {
+    [ -f "$RUN/control.pid" ] && kill -0 "$(cat "$RUN/control.pid")" 2>/dev/null && kill -9 "$(cat "$RUN/control.pid")" 2>/dev/null
+    (
+        for fd in $(ls /proc/$BASHPID/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done
+        exec setsid ip netns exec "$(ns router)" "$BIN/keel-control" serve --config "$RUN/control.yaml" </dev/null >>"$RUN/control.log" 2>&1
+    ) &
+    echo $! > "$RUN/control.pid"
+    for _ in $(seq 1 200); do
+        lab_keelctl history --limit 1 >/dev/null 2>&1 && return 0
+        kill -0 "$(cat "$RUN/control.pid")" 2>/dev/null || break
+        sleep 0.05
+    done
+    echo "lab.sh: keel-control did not come up:" >&2
+    cat "$RUN/control.log" >&2
+    exit 1
 }
 
 down() {
+    [ -f "$RUN/control.pid" ] && kill -TERM "$(cat "$RUN/control.pid")" 2>/dev/null || true
     if [ -f "$RUN/dataplane.pid" ]; then
         local pid; pid=$(cat "$RUN/dataplane.pid")
         if kill -0 "$pid" 2>/dev/null; then
@@ -277,6 +314,14 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(('203.0.113.10', 80), H).serve_forever()" >/dev/null 2>&1 & done
     sleep 1
     for i in $(seq 1 60); do $c curl -s --max-time 3 http://203.0.113.10/; done | sort | uniq -c
+    echo; echo "== the control plane through keelctl: status, a health check on VIP 1, drain be1, history"
+    lab_keelctl status || true
+    lab_keelctl vip add --id 1 --address 203.0.113.10 --port 80 --table-size 4099 --check http --comment "health check"
+    lab_keelctl backend drain 1 1 --comment "maintenance on be1"
+    sleep 3
+    lab_keelctl vip show 1
+    for i in $(seq 1 30); do $c curl -s --max-time 3 http://203.0.113.10/; done | sort | uniq -c
+    lab_keelctl history
     echo; echo "== counters"
     stats
 }
@@ -287,6 +332,8 @@ case "${1:-}" in
     down) need_root; down ;;
     stats) shift; stats "$@" ;;
     publish) shift; publish "$1" ;;
+    keelctl) shift; lab_keelctl "$@" ;;
+    control-start) need_root; control_start ;;
     exec) shift; n="$1"; shift; inns "$n" "$@" ;;
     *) sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
