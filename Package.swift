@@ -29,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // Header-only C helpers Swift has no spelling for (prefetch hints, mallinfo2).
@@ -105,7 +106,8 @@ let package = Package(
         // the admin API (Hummingbird), tokens, status and stats readers.
         .target(
             name: "KeelControl",
-            dependencies: ["KeelAPI", "KeelCompiler", "KeelTables", "KeelStats", "KeelConfigFile",
+            dependencies: ["KeelAPI", "KeelCompiler", "KeelTables", "KeelStats", "KeelConfigFile", "KeelPacket",
+                           .product(name: "Prometheus", package: "swift-prometheus"),
                            .product(name: "GRDB", package: "GRDB.swift"),
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "Logging", package: "swift-log"),

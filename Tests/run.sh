@@ -22,7 +22,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     libdpdk-dev dpdk librte-meta-net libnuma-dev libsqlite3-dev libpcap-dev pkg-config gzip \
-    iproute2 ethtool iputils-ping traceroute curl iperf3 python3 procps util-linux >/dev/null
+    iproute2 ethtool iputils-ping traceroute curl iperf3 python3 python3-pip python3-venv procps util-linux prometheus >/dev/null
 
 echo "== huge pages"
 # 2 MiB pages for the huge-page tests and benchmark smoke tests; tests also run without.

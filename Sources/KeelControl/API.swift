@@ -78,10 +78,8 @@ struct AdminAPI: Sendable {
         // Routes: the prefix is the rest of the path (10.0.0.0/8, 2001:db8::/32).
         v1.get("routes") { req, _ in try listRoutes(req) }
         v1.post("routes") { req, ctx in try await change(.setRoute(decode(Route.self, req)), req, ctx) }
-        v1.get("routes/**") { _, ctx in try route(ctx.parameters.getCatchAll().joined(separator: "/")) }
-        v1.delete("routes/**") { req, ctx in
-            try await change(.deleteRoute(prefix: ctx.parameters.getCatchAll().joined(separator: "/")), req, ctx)
-        }
+        v1.get("routes/**") { _, ctx in try route(prefixParameter(ctx)) }
+        v1.delete("routes/**") { req, ctx in try await change(.deleteRoute(prefix: prefixParameter(ctx)), req, ctx) }
         // VIPs and their backends.
         v1.get("vips") { _, _ in JSONResponse.make(["vips": try withHealth(store.configuration(kinds: [.vip, .backend]).vips)]) }
         v1.post("vips") { req, ctx in
@@ -173,6 +171,14 @@ struct AdminAPI: Sendable {
         }
         // State.
         v1.get("status") { _, _ in JSONResponse.object(try status()) }
+        router.get("metrics") { _, _ in
+            let vips = try store.configuration(kinds: [.vip, .backend]).vips
+            let checked = vips.filter { $0.healthCheck != nil }.flatMap { v in v.backends.map { (vip: v.id, backend: $0.id) } }
+            var headers = HTTPFields()
+            headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+            let text = Metrics.text(deps, revision: try store.latestRevision(), checked: checked)
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: text)))
+        }
         v1.get("stats") { _, _ in
             guard let path = deps.statsPath, let s = try? StatsFile.open(path: path) else {
                 throw APIError(.serviceUnavailable, "no stats file (is keel-dataplane running?)")
@@ -213,6 +219,12 @@ struct AdminAPI: Sendable {
         var next = "null"
         if more, let last = bodies.last, let r = try? Body.decode(Route.self, last) { next = "\"\(r.prefix)\"" }
         return JSONResponse.raw("{\"next\":\(next),\"routes\":[" + bodies.joined(separator: ",") + "]}")
+    }
+
+    /// The prefix after /v1/routes/: its slash as is (10.0.0.0/8) or encoded (10.0.0.0%2F8).
+    func prefixParameter(_ ctx: KeelContext) -> String {
+        let raw = ctx.parameters.getCatchAll().joined(separator: "/")
+        return raw.removingPercentEncoding ?? raw
     }
 
     func route(_ prefix: String) throws -> Response {

@@ -389,6 +389,13 @@ final class LabTests: XCTestCase {
             let curls = inNS("client", "bash -c 'for i in $(seq 1 60); do curl -s --max-time 2 http://203.0.113.10/ || echo FAILED; done | sort | uniq -c'")
             XCTAssertFalse(curls.1.contains("FAILED"), "connections to the dead backend: \(curls.1)")
             XCTAssertTrue(curls.1.contains("be1") && curls.1.contains("be2"), curls.1)
+            // /metrics with a running data plane and health checks passes promtool.
+            let metrics = sh("ip netns exec \(lab)-router sh -c 'curl -sf -H \"Authorization: Bearer $(awk \"/ read /{print \\$3}\" /run/keel-lab-\(lab)/control/tokens)\" http://127.0.0.1:8440/metrics' > /tmp/keel-lab-\(lab).metrics && promtool check metrics < /tmp/keel-lab-\(lab).metrics && cat /tmp/keel-lab-\(lab).metrics; rm -f /tmp/keel-lab-\(lab).metrics")
+            XCTAssertEqual(metrics.0, 0, metrics.1)
+            for series in ["keel_dataplane_up 1", "keel_backend_healthy{vip=\"1\",backend=\"3\"} 0", "keel_backend_healthy{vip=\"1\",backend=\"1\"} 1",
+                           "keel_port_rx_packets_total{port=\"p0\"}", "keel_vip_packets_total{vip=\"1\"}", "keel_lcore_generation{line=\"1\"}"] {
+                XCTAssertTrue(metrics.1.contains(series), "\(series) missing from /metrics:\n\(metrics.1)")
+            }
             background("be3", python: server, ["be3"])
             for _ in 0..<100 { states = health(); if states == ["up", "up", "up"] { break }; usleep(200_000) }
             XCTAssertEqual(states, ["up", "up", "up"], "be3 serves again")
