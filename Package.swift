@@ -106,7 +106,7 @@ let package = Package(
         // the admin API (Hummingbird), tokens, status and stats readers.
         .target(
             name: "KeelControl",
-            dependencies: ["KeelAPI", "KeelCompiler", "KeelTables", "KeelStats", "KeelConfigFile", "KeelPacket",
+            dependencies: ["KeelAPI", "KeelCompiler", "KeelTables", "KeelStats", "KeelConfigFile", "KeelPacket", "KeelForward",
                            .product(name: "Prometheus", package: "swift-prometheus"),
                            .product(name: "GRDB", package: "GRDB.swift"),
                            .product(name: "Hummingbird", package: "hummingbird"),
@@ -167,6 +167,7 @@ let package = Package(
             name: "KeelControlTests",
             dependencies: ["KeelControl", "KeelAPI", "KeelCompiler", "KeelTables", "keel-control", "keelctl",
                            .product(name: "GRDB", package: "GRDB.swift"),
+                           .product(name: "Yams", package: "Yams"),
                            .product(name: "HummingbirdTesting", package: "hummingbird")]
         ),
         .testTarget(

@@ -179,6 +179,10 @@ struct AdminAPI: Sendable {
             let text = Metrics.text(deps, revision: try store.latestRevision(), checked: checked)
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: text)))
         }
+        v1.get("trace") { req, _ in
+            guard let path = deps.tablesPath else { throw APIError(.serviceUnavailable, "no tables file configured") }
+            return JSONResponse.object(try Trace.run(traceQuery(req), tablesPath: path, store: store))
+        }
         v1.get("stats") { _, _ in
             guard let path = deps.statsPath, let s = try? StatsFile.open(path: path) else {
                 throw APIError(.serviceUnavailable, "no stats file (is keel-dataplane running?)")
@@ -286,6 +290,25 @@ struct AdminAPI: Sendable {
         switch s { case "true", "1": return true; case "false", "0": return false
         default: throw APIError(.badRequest, "\(name)=\(s) must be true or false", issues: [.init(field: name, message: "expected true or false")])
         }
+    }
+
+    func traceQuery(_ req: Request) throws -> Trace.Query {
+        func address(_ name: String) throws -> IPAddress? {
+            guard let s = req.uri.queryParameters.get(name) else { return nil }
+            guard let a = IPAddress(s) else { throw APIError(.badRequest, "\(name)=\(s) is not an address", issues: [.init(field: name, message: "expected an IPv4 or IPv6 address")]) }
+            return a
+        }
+        guard let dst = try address("dst") else { throw APIError(.badRequest, "dst is required", issues: [.init(field: "dst", message: "required")]) }
+        let src = try address("src") ?? (dst.family == 4 ? IPAddress(v4: 0) : IPAddress(v6: 0))
+        guard src.family == dst.family else { throw APIError(.badRequest, "src and dst are of different families", issues: [.init(field: "src", message: "same family as dst")]) }
+        var proto: UInt8 = 6
+        if let p = req.uri.queryParameters.get("proto") {
+            guard let v = ["tcp": UInt8(6), "udp": 17, "icmp": 1][p] else { throw APIError(.badRequest, "proto=\(p) must be tcp, udp or icmp", issues: [.init(field: "proto", message: "tcp, udp or icmp")]) }
+            proto = v
+        }
+        let sport = try intQuery(req, "sport", 0...65535) ?? 0
+        let dport = try intQuery(req, "dport", 0...65535) ?? 0
+        return Trace.Query(src: src, dst: dst, proto: proto, sport: UInt16(sport), dport: UInt16(dport))
     }
 
     // MARK: status

@@ -16,7 +16,7 @@ struct Keelctl: AsyncParsableCommand {
             4 authentication or permission, 64 usage. Shell completion: keelctl --generate-completion-script bash.
             """,
         subcommands: [RouteCommand.self, VIPCommand.self, BackendCommand.self, NeighborCommand.self, PortCommand.self,
-                      Apply.self, Diff.self, GetConfig.self, History.self, ShowRevision.self, Rollback.self, Status.self, Stats.self])
+                      Apply.self, Diff.self, GetConfig.self, History.self, ShowRevision.self, Rollback.self, Status.self, Stats.self, Trace.self])
 
     /// Runs a subcommand body, turning failures into one line on stderr and an exit code.
     static func run(_ body: () async throws -> Void) async throws {
@@ -585,6 +585,30 @@ struct Stats: AsyncParsableCommand {
                     }
                 }
                 return out
+            }
+        }
+    }
+}
+
+struct Trace: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "What the published tables do with a packet: route, next hop, VIP, backend.")
+    @OptionGroup var connection: Connection
+    @Argument(help: "Destination address.") var dst: String
+    @Option(help: "Source address.") var src: String?
+    @Option(help: "tcp, udp or icmp.") var proto: String = "tcp"
+    @Option(help: "Source port.") var sport: Int = 0
+    @Option(help: "Destination port.") var dport: Int = 0
+    func run() async throws {
+        try await Keelctl.run {
+            var q = ["dst": dst, "proto": proto, "sport": String(sport), "dport": String(dport)]
+            if let src { q["src"] = src }
+            let r = try await Client(connection: connection).get("/v1/trace", query: q)
+            Render.print(r.json, connection.output) { v in
+                var out = "generation \(v["generation"].text): \(v["verdict"].text)"
+                for k in ["route", "next_hop", "port", "ecmp_members", "vip", "backend", "backend_address"] where v[k] != .null {
+                    out += "\n  \(k.replacingOccurrences(of: "_", with: " ")): \(v[k].text)"
+                }
+                return out + "\n"
             }
         }
     }
