@@ -165,7 +165,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KeelControlTests",
-            dependencies: ["KeelControl", "KeelAPI", "KeelCompiler", "KeelTables", "keel-control", "keelctl",
+            dependencies: ["KeelControl", "KeelAPI", "KeelCompiler", "KeelTables", "KeelStats", "keel-control", "keelctl",
                            .product(name: "GRDB", package: "GRDB.swift"),
                            .product(name: "Yams", package: "Yams"),
                            .product(name: "HummingbirdTesting", package: "hummingbird")]

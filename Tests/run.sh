@@ -24,6 +24,12 @@ apt-get install -y -qq --no-install-recommends \
     libdpdk-dev dpdk librte-meta-net libnuma-dev libsqlite3-dev libpcap-dev pkg-config gzip \
     iproute2 ethtool iputils-ping traceroute curl iperf3 python3 python3-pip python3-venv procps util-linux prometheus >/dev/null
 
+echo "== schemathesis (PyPI, for the admin API tests)"
+if ! /opt/keel-venv/bin/schemathesis --version 2>/dev/null | grep -q "4.32.5"; then
+    python3 -m venv /opt/keel-venv
+    /opt/keel-venv/bin/pip install -q "schemathesis==4.32.5"
+fi
+
 echo "== huge pages"
 # 2 MiB pages for the huge-page tests and benchmark smoke tests; tests also run without.
 want=1536

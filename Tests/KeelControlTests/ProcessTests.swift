@@ -1,5 +1,6 @@
 import Foundation
 import KeelAPI
+import KeelStats
 import XCTest
 
 /// A real keel-control process on 127.0.0.1 with its store on disk.
@@ -279,5 +280,48 @@ final class ProcessTests: XCTestCase {
         // Revisions are contiguous and each acknowledged write has its own.
         let (_, revs) = c.http("GET", "/v1/revisions?limit=1")
         XCTAssertTrue(revs.contains("\"id\":\(1 + stored.count)"), revs)
+    }
+}
+
+/// schemathesis (from PyPI; Tests/run.sh installs it in /opt/keel-venv)
+/// against a live keel-control: no server error, no status, content type or
+/// body outside docs/openapi.yaml.
+final class SchemathesisTests: XCTestCase {
+    var repo: String { URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path }
+
+    func testSchemathesisFindsNothing() throws {
+        let tool = ProcessInfo.processInfo.environment["KEEL_SCHEMATHESIS"] ?? "/opt/keel-venv/bin/schemathesis"
+        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: tool), "\(tool) missing: Tests/run.sh installs it (pip install schemathesis)")
+        let c = try ControlProcess()
+        defer { c.cleanup() }
+        // The data plane's stats file, as keel-dataplane makes it (no data plane runs here).
+        _ = try StatsFile.create(path: c.dir + "/no.stats", lcores: 2, portNames: ["p0", "p1"], neighborCapacity: 64, vips: 4, backendsPerVIP: 4)
+        try c.start()
+        // Something to read, change and delete.
+        let seed = #"{"ports":[{"name":"p0","mac":"02:00:00:00:00:01","addresses":["10.1.0.1/24"]},{"name":"p1","mac":"02:00:00:00:00:02","addresses":["10.2.0.1/24","2001:db8:2::1/64"]}],"routes":[{"prefix":"10.50.0.0/16","next_hops":[{"gateway":"10.2.0.2"}]}],"neighbors":[{"address":"10.2.0.9","mac":"02:00:00:00:00:09","port":"p1"}],"vips":[{"id":1,"address":"203.0.113.10","port":80,"table_size":251,"backends":[{"id":11,"address":"10.2.0.11"}]}]}"#
+        XCTAssertEqual(c.http("PUT", "/v1/config", body: seed).0, 200)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: tool)
+        p.currentDirectoryURL = URL(fileURLWithPath: c.dir)
+        p.arguments = ["run", repo + "/docs/openapi.yaml", "--url", "http://127.0.0.1:\(c.port)", "-H", "Authorization: Bearer \(c.token)",
+                       "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance",
+                       "--phases", "examples,coverage,fuzzing", "--max-examples", "40", "--seed", "1",
+                       "--suppress-health-check", "filter_too_much", "--generation-database", "none", "--no-color"]
+        let out = c.dir + "/schemathesis.out"
+        FileManager.default.createFile(atPath: out, contents: nil)
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+        p.standardOutput = h
+        p.standardError = h
+        try p.run()
+        let end = Date().addingTimeInterval(900)
+        while p.isRunning && Date() < end { usleep(100_000) }
+        if p.isRunning { p.terminate() }
+        p.waitUntilExit()
+        let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+        let summary = text.components(separatedBy: "SUMMARY").last ?? text
+        XCTAssertEqual(p.terminationStatus, 0, text.count > 20000 ? String(text.suffix(20000)) : text)
+        XCTAssertTrue(summary.contains("Tested: 31"), summary)
+        print("schemathesis:" + summary)
+        XCTAssertEqual(c.stop(), 0, "keel-control survived schemathesis")
     }
 }
