@@ -144,7 +144,9 @@ struct AdminAPI: Sendable {
         // The whole configuration.
         v1.get("config") { _, _ in JSONResponse.make(try store.configuration()) }
         v1.put("config") { req, ctx in
+            let t0 = DispatchTime.now().uptimeNanoseconds
             let c = try await decode(Configuration.self, req)
+            ctx.logger.debug("configuration decoded", metadata: ["ms": "\((DispatchTime.now().uptimeNanoseconds - t0) / 1_000_000)", "routes": "\(c.routes.count)"])
             if try boolQuery(req, "dry_run") { return JSONResponse.make(try await plane.dryRun(c)) }
             return try await change(.replace(c), req, ctx)
         }

@@ -4,6 +4,7 @@ import GRDB
 import KeelAPI
 import KeelCompiler
 import KeelTables
+import Logging
 
 // GRDB and NIO have their own Configuration and Port.
 public typealias Configuration = KeelAPI.Configuration
@@ -92,7 +93,10 @@ public actor ControlPlane {
     /// Backend health as the checker last reported it (absent: no check).
     public private(set) var health: [Int: Bool] = [:]
 
-    public init(store: Store, sink: TableSink, limits: SnapshotLimits, board: Board = Board()) {
+    let logger: Logger
+
+    public init(store: Store, sink: TableSink, limits: SnapshotLimits, board: Board = Board(), logger: Logger = Logger(label: "keel-control")) {
+        self.logger = logger
         self.store = store
         self.board = board
         self.sink = sink
@@ -124,6 +128,11 @@ public actor ControlPlane {
     /// Applies one change as one revision. A change that leaves everything as it
     /// was makes no revision (`changed == 0`, the current revision and generation).
     public func apply(_ m: Mutation, author: String, comment: String = "") throws -> ChangeResult {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        var t1 = t0, t2 = t0, tr = t0
+        // Prefixes in their canonical text once, for both the compiler and the store.
+        let m = canonical(m)
+        if case .replace(let c) = m, c.routes.count >= 10_000 { return try applyBulk(c, author: author, comment: comment) }
         compiler.begin()
         var changes: [SnapshotChange]
         do { changes = try compile(m) } catch let e as ConfigError {
@@ -138,9 +147,12 @@ public actor ControlPlane {
         do {
             try store.db.writeWithoutTransaction { db in
                 try db.inTransaction(.immediate) {
+                    t1 = DispatchTime.now().uptimeNanoseconds
                     let rev = try Store.beginRevision(db, author: author, comment: comment)
                     try self.record(m, db, rev)
+                    tr = DispatchTime.now().uptimeNanoseconds
                     let (summary, changed) = try Store.summary(db, rev)
+                    t2 = DispatchTime.now().uptimeNanoseconds
                     guard changed > 0 else { return .rollback }
                     if !changes.isEmpty {
                         result.generation = try self.publish(changes)
@@ -163,7 +175,91 @@ public actor ControlPlane {
         }
         compiler.commit()
         if result.changed == 0 { result.revision = try store.latestRevision() }
+        let t3 = DispatchTime.now().uptimeNanoseconds
+        // Bulk changes at info (an operator wants to see where a big load spends its time).
+        logger.log(level: result.changed > 1000 ? .info : .debug, "applied", metadata: [
+            "revision": "\(result.revision)", "generation": "\(result.generation)", "changed": "\(result.changed)", "author": "\(author)",
+            "compile_ms": "\((t1 - t0) / 1_000_000)", "store_ms": "\((tr - t1) / 1_000_000)", "summary_ms": "\((t2 - tr) / 1_000_000)", "publish_commit_ms": "\((t3 - t2) / 1_000_000)"])
         return result
+    }
+
+    /// A whole configuration with a large table: the store writes its rows on
+    /// another thread while this one compiles (on two cores, the two biggest
+    /// costs of a full-table load overlap). Same contract as `apply`: nothing
+    /// is committed unless it compiled and was published; nothing is
+    /// published unless its rows are written.
+    func applyBulk(_ config: Configuration, author: String, comment: String) throws -> ChangeResult {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let job = BulkJob()
+        let store = self.store
+        let thread = Thread {
+            do {
+                try store.db.writeWithoutTransaction { db in
+                    try db.inTransaction(.immediate) {
+                        do {
+                            job.revision = try Store.beginRevision(db, author: author, comment: comment)
+                            _ = try Store.putConfiguration(db, config, revision: job.revision)
+                            (job.summary, job.changed) = try Store.summary(db, job.revision)
+                        } catch {
+                            job.failure = error
+                            job.stored.signal()
+                            throw error
+                        }
+                        job.stored.signal()
+                        job.go.wait()
+                        guard job.commit else { return .rollback }
+                        try Store.finishRevision(db, job.revision, summary: job.summary, generation: job.generation)
+                        return .commit
+                    }
+                }
+            } catch {
+                if job.failure == nil { job.failure = error }
+            }
+            job.finished.signal()
+        }
+        thread.start()
+        compiler.begin()
+        var changes: [SnapshotChange] = []
+        var compileError: Error?
+        do { changes = try compiler.replace(with: config) } catch { compileError = error }
+        let t1 = DispatchTime.now().uptimeNanoseconds
+        job.stored.wait()
+        let t2 = DispatchTime.now().uptimeNanoseconds
+        func abandon(_ e: Error) -> Error {
+            job.commit = false
+            job.go.signal()
+            job.finished.wait()
+            compiler.rollback()
+            if let e = e as? ConfigError { return ChangeError.invalid(e) }
+            if e is ChangeError { return e }
+            return ChangeError.store("\(e)")
+        }
+        if let f = job.failure {
+            job.finished.wait()
+            compiler.rollback()
+            throw ChangeError.store("\(f)")
+        }
+        if let compileError { throw abandon(compileError) }
+        if job.changed == 0 {
+            _ = abandon(ChangeError.store("no change"))
+            return ChangeResult(revision: try store.latestRevision(), generation: sink.publishedGeneration, changed: 0)
+        }
+        do { job.generation = try publish(changes) } catch { throw abandon(error) }
+        job.commit = true
+        job.go.signal()
+        job.finished.wait()
+        if let f = job.failure {
+            // Published but not stored: put the old content back.
+            compiler.rollback()
+            _ = try? sink.publish((sink as? SnapshotPublisher)?.state.changes(to: compiler.state) ?? [])
+            throw ChangeError.store("\(f)")
+        }
+        compiler.commit()
+        let t3 = DispatchTime.now().uptimeNanoseconds
+        logger.info("applied", metadata: [
+            "revision": "\(job.revision)", "generation": "\(job.generation)", "changed": "\(job.changed)", "author": "\(author)",
+            "compile_ms": "\((t1 - t0) / 1_000_000)", "store_wait_ms": "\((t2 - t1) / 1_000_000)", "publish_commit_ms": "\((t3 - t2) / 1_000_000)"])
+        return ChangeResult(revision: job.revision, generation: job.generation, changed: job.changed)
     }
 
     /// What `replace` would change, without changing anything.
@@ -204,7 +300,7 @@ public actor ControlPlane {
     func compile(_ m: Mutation) throws -> [SnapshotChange] {
         switch m {
         case .setRoute(let r):
-            return try compiler.setRoute(canonical(r))
+            return try compiler.setRoute(r)
         case .deleteRoute(let p):
             guard compiler.route(p) != nil else { throw ChangeError.notFound("no route for \(p)") }
             return try compiler.deleteRoute(prefix: p)
@@ -244,7 +340,7 @@ public actor ControlPlane {
             c.neighbors.remove(at: i)
             return try compiler.replace(with: c)
         case .replace(let c):
-            return try compiler.replace(with: canonical(c))
+            return try compiler.replace(with: c)
         case .rollback(let rev):
             guard try store.revisionExists(rev) else { throw ChangeError.notFound("no revision \(rev)") }
             return try compiler.replace(with: store.configuration(at: rev))
@@ -255,8 +351,7 @@ public actor ControlPlane {
     func record(_ m: Mutation, _ db: Database, _ rev: Int64) throws {
         switch m {
         case .setRoute(let r):
-            let c = canonical(r)
-            try Store.put(db, .route, key: c.prefix, body: Body.encode(c), revision: rev)
+            try Store.put(db, .route, key: r.prefix, body: Body.route(r), revision: rev)
         case .deleteRoute(let p):
             try Store.remove(db, .route, key: Compiler.canonicalPrefix(p) ?? p, revision: rev)
         case .setVIP(let v):
@@ -274,9 +369,17 @@ public actor ControlPlane {
             let c = Configuration(ports: compiler.currentPorts, neighbors: compiler.currentNeighbors)
             _ = try Store.putConfiguration(db, c, kinds: [.port, .neighbor], revision: rev)
         case .replace(let c):
-            _ = try Store.putConfiguration(db, canonical(c), revision: rev)
+            _ = try Store.putConfiguration(db, c, revision: rev)
         case .rollback(let r):
             _ = try Store.putConfiguration(db, Store.configuration(db, at: r), revision: rev)
+        }
+    }
+
+    nonisolated func canonical(_ m: Mutation) -> Mutation {
+        switch m {
+        case .setRoute(let r): return .setRoute(canonical(r))
+        case .replace(let c): return .replace(canonical(c))
+        default: return m
         }
     }
 
@@ -291,4 +394,18 @@ public actor ControlPlane {
         c.routes = c.routes.map(canonical)
         return c
     }
+}
+
+/// The store thread's side of `applyBulk`, handed over with semaphores (each
+/// field is written by one side before the signal the other side waits for).
+final class BulkJob: @unchecked Sendable {
+    let stored = DispatchSemaphore(value: 0)
+    let go = DispatchSemaphore(value: 0)
+    let finished = DispatchSemaphore(value: 0)
+    var revision: Int64 = 0
+    var summary = ""
+    var changed = 0
+    var generation: UInt64 = 0
+    var commit = false
+    var failure: Error?
 }

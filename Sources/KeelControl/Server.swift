@@ -35,7 +35,7 @@ public enum ControlServer {
             }
         } catch { throw StartError(description: "\(s.tables): \(error)") }
         let board = Board()
-        let plane = ControlPlane(store: store, sink: SnapshotPublisher(file: file), limits: file.layout.limits, board: board)
+        let plane = ControlPlane(store: store, sink: SnapshotPublisher(file: file), limits: file.layout.limits, board: board, logger: logger)
 
         // First start with an initial configuration: it becomes revision 1.
         if let initial = s.initial, try store.latestRevision() == 0, FileManager.default.fileExists(atPath: initial) {

@@ -123,28 +123,44 @@ public final class Store: Sendable {
 
     /// Writes `config` as the whole current configuration: rows that differ are
     /// replaced, rows that are gone are ended. Returns how many rows changed.
+    /// Bulk: the current rows of each kind are read once and compared in memory
+    /// (a full table is a million routes).
     static func putConfiguration(_ db: Database, _ config: Configuration, kinds: Set<Kind> = Set(Kind.allCases),
                                  revision rev: Int64) throws -> Int {
+        struct Object { var key: String; var parent: Int?; var position: Int; var body: String }
+        var wanted: [Kind: [Object]] = [:]
+        if kinds.contains(.port) { wanted[.port] = try config.ports.enumerated().map { Object(key: $1.name, parent: nil, position: $0, body: try Body.encode($1)) } }
+        if kinds.contains(.route) { wanted[.route] = config.routes.map { Object(key: $0.prefix, parent: nil, position: 0, body: Body.route($0)) } }
+        if kinds.contains(.neighbor) { wanted[.neighbor] = try config.neighbors.enumerated().map { Object(key: $1.address, parent: nil, position: $0, body: try Body.encode($1)) } }
+        if kinds.contains(.vip) {
+            var vips: [Object] = [], backends: [Object] = []
+            for v in config.vips {
+                var bare = v
+                bare.backends = []
+                vips.append(Object(key: String(v.id), parent: nil, position: v.id, body: try Body.encode(bare)))
+                for (i, b) in v.backends.enumerated() { backends.append(Object(key: String(b.id), parent: v.id, position: i, body: try Body.encode(b))) }
+            }
+            wanted[.vip] = vips
+            wanted[.backend] = backends
+        }
         var changed = 0
-        var wanted: [Kind: Set<String>] = [:]
-        func put(_ kind: Kind, _ key: String, parent: Int? = nil, position: Int, _ body: String) throws {
-            wanted[kind, default: []].insert(key)
-            if try Store.put(db, kind, key: key, parent: parent, position: position, body: body, revision: rev) { changed += 1 }
-        }
-        for (i, p) in config.ports.enumerated() { try put(.port, p.name, position: i, Body.encode(p)) }
-        for r in config.routes { try put(.route, r.prefix, position: 0, Body.encode(r)) }
-        for (i, n) in config.neighbors.enumerated() { try put(.neighbor, n.address, position: i, Body.encode(n)) }
-        for v in config.vips where kinds.contains(.vip) {
-            var bare = v
-            bare.backends = []
-            try put(.vip, String(v.id), position: v.id, Body.encode(bare))
-            for (i, b) in v.backends.enumerated() { try put(.backend, String(b.id), parent: v.id, position: i, Body.encode(b)) }
-        }
-        for kind in Kind.allCases where kinds.contains(kind) {
-            let keep = wanted[kind] ?? []
-            let keys = try String.fetchAll(db, sql: "SELECT key FROM \(kind.table) WHERE until IS NULL")
-            for k in keys where !keep.contains(k) {
-                try remove(db, kind, key: k, revision: rev)
+        for kind in Kind.allCases where wanted[kind] != nil {
+            let t = kind.table
+            var current: [String: Object] = [:]
+            let rows = try Row.fetchCursor(db, sql: "SELECT key, parent, position, body FROM \(t) WHERE until IS NULL")
+            while let r = try rows.next() { current[r[0]] = Object(key: r[0], parent: r[1], position: r[2], body: r[3]) }
+            let end = try db.cachedStatement(sql: "UPDATE \(t) SET until = ? WHERE key = ? AND until IS NULL")
+            let insert = try db.cachedStatement(sql: "INSERT INTO \(t) (key, parent, position, body, since) VALUES (?, ?, ?, ?, ?)")
+            for o in wanted[kind]! {
+                if let c = current.removeValue(forKey: o.key) {
+                    if c.body == o.body && c.parent == o.parent && c.position == o.position { continue }
+                    try end.execute(arguments: [rev, o.key])
+                }
+                try insert.execute(arguments: [o.key, o.parent, o.position, o.body, rev])
+                changed += 1
+            }
+            for key in current.keys {
+                try end.execute(arguments: [rev, key])
                 changed += 1
             }
         }
@@ -301,15 +317,49 @@ public final class Store: Sendable {
 
 /// Object bodies as stored: compact JSON with sorted keys, so equal objects
 /// are equal strings.
-enum Body {
+public enum Body {
     static let encoder: JSONEncoder = {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return e
     }()
 
-    static func encode<T: Encodable>(_ v: T) throws -> String {
-        String(decoding: try encoder.encode(v), as: UTF8.self)
+    public static func encode<T: Encodable>(_ v: T) throws -> String {
+        if let r = v as? Route { return route(r) }
+        return String(decoding: try encoder.encode(v), as: UTF8.self)
+    }
+
+    /// A route's body without JSONEncoder (a full table is a million of them):
+    /// the same bytes JSONEncoder writes with sorted keys (a test checks).
+    public static func route(_ r: Route) -> String {
+        var s = "{\"blackhole\":\(r.blackhole ? "true" : "false"),\"next_hops\":["
+        for (i, h) in r.nextHops.enumerated() {
+            if i > 0 { s += "," }
+            s += "{"
+            if let g = h.gateway { s += "\"gateway\":" + quoted(g) }
+            if let p = h.port { s += (h.gateway == nil ? "" : ",") + "\"port\":" + quoted(p) }
+            s += "}"
+        }
+        return s + "],\"prefix\":" + quoted(r.prefix) + "}"
+    }
+
+    /// A JSON string literal (as JSONEncoder escapes, slashes unescaped).
+    static func quoted(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case "\u{08}": out += "\\b"
+            case "\u{0C}": out += "\\f"
+            default:
+                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
+            }
+        }
+        return out + "\""
     }
 
     static func decode<T: Decodable>(_ t: T.Type, _ s: String) throws -> T {

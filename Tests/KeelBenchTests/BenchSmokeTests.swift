@@ -114,6 +114,22 @@ final class BenchSmokeTests: XCTestCase {
         XCTAssertTrue(t.out.contains("established / routing:"), t.out)
     }
 
+    func testControlJSONAndTable() throws {
+        let j = try run(["control", "--routes", "20000", "--changes", "50", "--json"])
+        XCTAssertEqual(j.status, 0, j.out)
+        let obj = try json(j.out)
+        XCTAssertEqual(obj["routes"] as? Int, 24000, j.out) // 20000 IPv4 + 4000 IPv6
+        XCTAssertEqual(obj["missed"] as? Int, 0, "every change must reach the reader: \(j.out)")
+        XCTAssertEqual(obj["revisions"] as? Int, 51, "one revision per change: \(j.out)")
+        for k in ["full_table_load_s", "forwarding_ms_p50", "forwarding_ms_p99", "response_ms_p50", "response_ms_p99"] {
+            XCTAssertGreaterThan(obj[k] as? Double ?? 0, 0, "\(k): \(j.out)")
+        }
+        XCTAssertLessThanOrEqual(obj["forwarding_ms_p50"] as? Double ?? 1e9, obj["forwarding_ms_p99"] as? Double ?? 0)
+        let t = try run(["control", "--routes", "5000", "--changes", "10"])
+        XCTAssertEqual(t.status, 0, t.out)
+        XCTAssertTrue(t.out.contains("request to forwarding, p99"), t.out)
+    }
+
     func testLPMHugePagesTable() throws {
         // CI reserves huge pages (Tests/run.sh); the table form of the output, huge-page run.
         let t = try run(["lpm", "--memory", "huge", "--lookups", "200000", "--repeats", "1", "--lpm-subset", "5000"])

@@ -193,3 +193,63 @@ extension JSONValue {
         return nil
     }
 }
+
+final class BulkTests: XCTestCase {
+    /// A whole configuration with a large table takes the bulk path (store and
+    /// compiler in parallel): same results as the one-by-one path.
+    func testBulkReplaceStoresPublishesAndRefusesLikeTheSmallPath() async throws {
+        let store = try Store()
+        let sink = RecordingSink()
+        let plane = ControlPlane(store: store, sink: sink, limits: SnapshotLimits(ipv4Groups: 1024, ipv6Groups: 1024, nextHopGroups: 256, ecmpWays: 4, ports: 4,
+                                                                                   neighbors: 16, vips: 4, backendsPerVIP: 8, maglevMaxSize: 251))
+        _ = try await plane.start()
+        var c = sampleConfig(routes: 0)
+        for i in 0..<12_000 { c.routes.append(Route(prefix: "10.\(100 + i / 256).\(i % 256).0/24", nextHops: [NextHop(gateway: "10.2.0.\(2 + i % 3)")])) }
+        let r = try await plane.apply(.replace(c), author: "bulk")
+        XCTAssertEqual(r.revision, 1)
+        XCTAssertEqual(r.changed, 2 + 12_000 + 1 + 1 + 2)
+        XCTAssertEqual(r.generation, sink.generation)
+        XCTAssertEqual(try store.configuration().routes.count, 12_000)
+        XCTAssertEqual(try store.revision(1)?.summary, "+2 ports, +12000 routes, +1 neighbor, +1 vip, +2 backends")
+        var published = SnapshotState()
+        for b in sink.batches { published.apply(b) }
+        XCTAssertEqual(published.routes4.count, 12_000 + 4, "the routes and the ports' own and connected prefixes")
+        // The same again: no revision, nothing published.
+        let batches = sink.batches.count
+        let again = try await plane.apply(.replace(c), author: "bulk")
+        XCTAssertEqual(again.changed, 0)
+        XCTAssertEqual(sink.batches.count, batches)
+        // One bad route among 12,001: refused whole, nothing stored or published.
+        c.routes.append(Route(prefix: "10.250.0.0/24", nextHops: [NextHop(gateway: "192.0.2.1")]))
+        do {
+            _ = try await plane.apply(.replace(c), author: "bulk")
+            XCTFail("accepted")
+        } catch ChangeError.invalid(let e) {
+            XCTAssertEqual(e.issues.map(\.path), ["routes[12000].next_hops[0].gateway"])
+        }
+        XCTAssertEqual(try store.latestRevision(), 1)
+        XCTAssertEqual(sink.batches.count, batches)
+        // A publish failure: nothing stored.
+        c.routes.removeLast()
+        c.routes.removeFirst(100)
+        sink.failNext = true
+        do { _ = try await plane.apply(.replace(c), author: "bulk"); XCTFail("accepted") } catch ChangeError.publish {}
+        XCTAssertEqual(try store.latestRevision(), 1)
+        XCTAssertEqual(try store.configuration().routes.count, 12_000)
+        let ok = try await plane.apply(.replace(c), author: "bulk")
+        XCTAssertEqual(try store.revision(ok.revision)?.summary, "-100 routes")
+    }
+
+    /// Route bodies are written without JSONEncoder; they must be the bytes JSONEncoder writes.
+    func testRouteBodyIsJSONEncodersBytes() throws {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let routes = [Route(prefix: "10.0.0.0/8"), Route(prefix: "::/0", blackhole: true),
+                      Route(prefix: "10.1.0.0/16", nextHops: [NextHop(gateway: "10.2.0.2"), NextHop(gateway: "10.3.0.2", port: "p\"1\\")]),
+                      Route(prefix: "2001:db8::/32", nextHops: [NextHop(port: "pé\u{1}\n\t/x")])]
+        for r in routes {
+            XCTAssertEqual(Body.route(r), String(decoding: try e.encode(r), as: UTF8.self))
+            XCTAssertEqual(try JSONDecoder().decode(Route.self, from: Data(Body.route(r).utf8)), r)
+        }
+    }
+}
