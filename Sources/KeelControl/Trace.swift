@@ -46,9 +46,8 @@ enum Trace {
 
         // Load balancing first, as the data plane does.
         if q.proto == 6 || q.proto == 17 {
-            let (hi, lo) = (dst.loadUnaligned(as: UInt64.self).bigEndian, (dst + 8).loadUnaligned(as: UInt64.self).bigEndian)
-            var vi = s.vip(hi: hi, lo: lo, proto: q.proto, port: q.dport)
-            if vi < 0 { vi = s.vip(hi: hi, lo: lo, proto: q.proto, port: 0) }
+            // The one-port VIP first, then the all-ports one (as the data plane looks).
+            let vi = s.vip(address: dst, proto: q.proto, port: q.dport)
             if vi >= 0, let rec = s.vipRecord(Int(vi)) {
                 out["vip"] = Int(vi) + 1
                 let fields = rec.hash

@@ -400,6 +400,20 @@ final class LabTests: XCTestCase {
             for _ in 0..<100 { states = health(); if states == ["up", "up", "up"] { break }; usleep(200_000) }
             XCTAssertEqual(states, ["up", "up", "up"], "be3 serves again")
 
+            // keelctl trace names the backend a new flow gets; the flow really goes there.
+            for sport in [41000, 41001, 41002, 41003, 41004, 41005] {
+                let t = json(keelctl("trace 203.0.113.10 --src 10.1.0.2 --sport \(sport) --dport 80 -o json").1)
+                XCTAssertEqual(t["verdict"] as? String, "load-balance", "\(t)")
+                let answer = inNS("client", "curl -s --max-time 3 --local-port \(sport) http://203.0.113.10/").1.trimmingCharacters(in: .whitespacesAndNewlines)
+                XCTAssertEqual(answer, "be\(t["backend"] as? Int ?? 0)", "trace said backend \(t["backend"] ?? "?"), the flow went to \(answer)")
+                usleep(50_000)
+            }
+            let tr = json(keelctl("trace 192.0.2.1 --src 10.1.0.2 -o json").1)
+            XCTAssertEqual(tr["verdict"] as? String, "forward")
+            XCTAssertEqual(tr["route"] as? String, "192.0.2.0/24")
+            XCTAssertEqual(tr["next_hop"] as? String, "10.2.0.2")
+            XCTAssertEqual(tr["port"] as? String, "p1")
+
             // 3. kill -9 keel-control twice during 1000 writes, with traffic between client and server1.
             let writer = NSTemporaryDirectory() + "keel-lab-writer-\(lab).py"
             try """
