@@ -289,6 +289,7 @@ struct AnyKey: CodingKey {
 /// A misspelt field must not silently become a default: every object refuses
 /// keys it does not know, naming them and the ones it takes.
 func rejectUnknownKeys<K: CodingKey & CaseIterable>(_ d: Decoder, _ keys: K.Type) throws {
+    if d.userInfo[KeyCheck.checked] != nil { return } // the whole body's keys were checked in one pass
     let c = try d.container(keyedBy: AnyKey.self)
     for key in c.allKeys where K(stringValue: key.stringValue) == nil {
         throw DecodingError.dataCorruptedError(

@@ -208,7 +208,13 @@ struct AdminAPI: Sendable {
         if let type = req.headers[.contentType], !type.lowercased().hasPrefix("application/json") {
             throw APIError(.unsupportedMediaType, "the body must be application/json, not \(type)")
         }
-        return try JSONDecoder().decode(T.self, from: Data(buffer: buffer))
+        let data = Data(buffer: buffer)
+        // One pass over the bytes for unknown fields, then a plain decode; a body
+        // that fails the pass is decoded strictly, which names the field at fault.
+        if let shaped = T.self as? ShapedBody.Type, KeyCheck.passes(data, shaped.shape) {
+            return try KeyCheck.decoder().decode(T.self, from: data)
+        }
+        return try JSONDecoder().decode(T.self, from: data)
     }
 
     // MARK: reads
@@ -318,22 +324,12 @@ struct AdminAPI: Sendable {
     /// The data plane's heartbeat, generations and lcore epochs, ports.
     func status() throws -> [String: Any] {
         var out: [String: Any] = [:]
-        let (lastGeneration, age) = deps.board.lastPublish
-        var published: UInt64 = lastGeneration
-        var lcores: [[String: Any]] = []
-        var lagging = false
-        if let path = deps.tablesPath, let t = try? TablesFile.open(path: path) {
-            published = t.published.load(ordering: .acquiring) >> 1
-            for i in 0..<t.readerCount {
-                let g = t.line(i).load(ordering: .acquiring)
-                guard g != 0 else { continue }
-                let pid = t.linePid(i)
-                // Lagging: still before the newest generation a second after it was published.
-                let lag = g < published && (published != lastGeneration || age > 1_000_000_000)
-                if lag { lagging = true }
-                lcores.append(["line": i, "pid": Int(pid), "generation": g, "alive": TablesFile.processAlive(pid), "lagging": lag])
-            }
+        let e = Epochs.read(tablesPath: deps.tablesPath, board: deps.board)
+        let published = e.published
+        let lcores: [[String: Any]] = e.lines.map {
+            ["line": $0.line, "pid": Int($0.pid), "generation": $0.generation, "alive": $0.alive, "lagging": $0.lagging]
         }
+        let lagging = e.lines.contains { $0.lagging }
         out["published_generation"] = published
         out["revision"] = try store.latestRevision()
         out["lcores"] = lcores
@@ -406,5 +402,28 @@ struct BackendView: Encodable {
         try backend.encode(to: encoder)
         var c = encoder.container(keyedBy: AnyCodingKey.self)
         try c.encode(health, forKey: AnyCodingKey(stringValue: "health"))
+    }
+}
+
+/// The tables file's generations: the newest published, and each online reader line's.
+struct Epochs {
+    struct Line { var line: Int; var pid: Int32; var generation: UInt64; var alive: Bool; var lagging: Bool }
+    var published: UInt64
+    var lines: [Line]
+
+    static func read(tablesPath: String?, board: Board) -> Epochs {
+        let (lastGeneration, age) = board.lastPublish
+        var e = Epochs(published: lastGeneration, lines: [])
+        guard let path = tablesPath, let t = try? TablesFile.open(path: path) else { return e }
+        e.published = t.published.load(ordering: .acquiring) >> 1
+        for i in 0..<t.readerCount {
+            let g = t.line(i).load(ordering: .acquiring)
+            guard g != 0 else { continue }
+            let pid = t.linePid(i)
+            // Lagging: still before the newest generation a second after it was published.
+            let lag = g < e.published && (e.published != lastGeneration || age > 1_000_000_000)
+            e.lines.append(Line(line: i, pid: pid, generation: g, alive: TablesFile.processAlive(pid), lagging: lag))
+        }
+        return e
     }
 }

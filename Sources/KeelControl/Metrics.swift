@@ -22,15 +22,12 @@ enum Metrics {
             r.makeCounter(name: name, labels: labels, help: help).increment(by: Int64(clamping: v))
         }
         gauge("keel_config_revision", "Newest configuration revision in the store.", [], Double(revision))
-        let (published, _) = deps.board.lastPublish
-        var generation = published
-        if let path = deps.tablesPath, let t = try? TablesFile.open(path: path) {
-            generation = t.published.load(ordering: .acquiring) >> 1
-            for i in 0..<t.readerCount {
-                let g = t.line(i).load(ordering: .acquiring)
-                guard g != 0 else { continue }
-                gauge("keel_lcore_generation", "Tables generation each data-plane reader line (lcore) is on.", [("line", String(i))], Double(g))
-            }
+        let epochs = Epochs.read(tablesPath: deps.tablesPath, board: deps.board)
+        let generation = epochs.published
+        for l in epochs.lines {
+            gauge("keel_lcore_generation", "Tables generation each data-plane reader line (lcore) is on.", [("line", String(l.line))], Double(l.generation))
+            gauge("keel_lcore_lagging", "1 when a reader line is still before the newest generation a second after it was published.",
+                  [("line", String(l.line))], l.lagging ? 1 : 0)
         }
         gauge("keel_published_generation", "Newest tables generation published.", [], Double(generation))
 

@@ -253,3 +253,38 @@ final class BulkTests: XCTestCase {
         }
     }
 }
+
+final class KeyCheckTests: XCTestCase {
+    /// Every field of every object passes; an unknown key in any object fails,
+    /// and so does the strict decoder (which names it).
+    func testKeyCheckAgreesWithTheStrictDecoder() throws {
+        var c = sampleConfig(routes: 2)
+        c.routes.append(Route(prefix: "10.9.0.0/16", nextHops: [NextHop(gateway: "10.2.0.2", port: "p1")], blackhole: false))
+        c.vips[0].encap = Encap(type: "gue", port: 6080)
+        c.vips[0].sourceAddress = "10.2.0.1"
+        c.vips[0].healthCheck = HealthCheck(type: "http", port: 80, path: "/h", expectStatus: 204, interval: 1, timeout: 0.5, rise: 1, fall: 2)
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        let good = try e.encode(c)
+        XCTAssertTrue(KeyCheck.passes(good, Configuration.shape))
+        XCTAssertEqual(try KeyCheck.decoder().decode(Configuration.self, from: good), c)
+        let text = String(decoding: good, as: UTF8.self)
+        // Put an unknown key into each kind of object in turn.
+        let anchors = ["{\"addresses\"", "{\"blackhole\"", "{\"gateway\"", "{\"address\":\"10.2.0.9\"", "{\"address\":\"203.0.113.10\"",
+                       "{\"port\":6080", "{\"expect_status\"", "{\"address\":\"10.2.0.11\"", "{\"neighbors\""]
+        for a in anchors {
+            guard let r = text.range(of: a) else { XCTFail("no \(a) in \(text)"); continue }
+            var bad = text
+            bad.insert(contentsOf: "\"zz_unknown\":1,", at: bad.index(after: r.lowerBound))
+            XCTAssertFalse(KeyCheck.passes(Data(bad.utf8), Configuration.shape), a)
+            XCTAssertThrowsError(try JSONDecoder().decode(Configuration.self, from: Data(bad.utf8)), a)
+        }
+        // Whitespace, empty containers, nested values where scalars go, escaped strings: the check follows them.
+        let spaced = " { \"routes\" : [ { \"prefix\" : \"10.0.0.0/8\" , \"next_hops\" : [ ] } ] , \"ports\" : [ ] , \"vips\":[{\"id\":1,\"address\":\"a\\\"b\",\"backends\":[]}] } "
+        XCTAssertTrue(KeyCheck.passes(Data(spaced.utf8), Configuration.shape))
+        // Malformed or escaped keys: not passed (the strict decoder decides).
+        XCTAssertFalse(KeyCheck.passes(Data("{\"routes\":[".utf8), Configuration.shape))
+        XCTAssertFalse(KeyCheck.passes(Data("{\"rou\\u0074es\":[]}".utf8), Configuration.shape))
+        XCTAssertFalse(KeyCheck.passes(Data("{\"routes\":[]} x".utf8), Configuration.shape))
+    }
+}
