@@ -58,7 +58,7 @@ enum Parse {
 
     /// A route prefix: host bits must be zero. The error says what to write instead.
     static func prefix(_ s: String) -> Result<AnyPrefix, Message> {
-        let isV6 = s.contains(":")
+        let isV6 = s.utf8.contains(0x3A) // bytes: Foundation's contains(String) is a CFString search
         do {
             return .success(isV6 ? .v6(try IPv6Prefix(s)) : .v4(try IPv4Prefix(s)))
         } catch TableError.hostBitsSet {

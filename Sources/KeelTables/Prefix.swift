@@ -45,14 +45,35 @@ public struct IPv4Prefix: Hashable, Sendable, CustomStringConvertible {
         self.length = length
     }
 
-    /// Parses "192.0.2.0/24".
+    /// Parses "192.0.2.0/24" (bytes, no allocation: a full table is a million of them).
     public init(_ text: some StringProtocol) throws {
-        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 2, let len = UInt8(parts[1]), len <= 32,
-              let addr = IPv4Prefix.parseAddress(parts[0]) else {
-            throw TableError.malformedPrefix(String(text))
+        var address: UInt32 = 0, part: UInt32 = 0, digits = 0, dots = 0
+        var length: UInt32 = 0, lengthDigits = 0, slash = false
+        for c in text.utf8 {
+            if slash {
+                guard c >= 0x30 && c <= 0x39, lengthDigits < 3 else { throw TableError.malformedPrefix(String(text)) }
+                length = length * 10 + UInt32(c - 0x30)
+                lengthDigits += 1
+            } else if c == 0x2F {
+                guard dots == 3, digits > 0 else { throw TableError.malformedPrefix(String(text)) }
+                address = address << 8 | part
+                slash = true
+            } else if c == 0x2E {
+                guard digits > 0, dots < 3 else { throw TableError.malformedPrefix(String(text)) }
+                address = address << 8 | part
+                part = 0; digits = 0; dots += 1
+            } else if c >= 0x30 && c <= 0x39 {
+                // As inet_pton: at most 255, no leading zeros.
+                guard !(digits > 0 && part == 0) else { throw TableError.malformedPrefix(String(text)) }
+                part = part * 10 + UInt32(c - 0x30)
+                digits += 1
+                guard part <= 255 else { throw TableError.malformedPrefix(String(text)) }
+            } else {
+                throw TableError.malformedPrefix(String(text))
+            }
         }
-        try self.init(address: addr, length: len)
+        guard slash, lengthDigits > 0, length <= 32 else { throw TableError.malformedPrefix(String(text)) }
+        try self.init(address: address, length: UInt8(length))
     }
 
     public static func parseAddress(_ s: some StringProtocol) -> UInt32? {

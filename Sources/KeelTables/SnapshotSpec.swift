@@ -11,7 +11,7 @@ public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible
     public init(v6: UInt128) { family = 6; value = v6 }
 
     public init?(_ text: some StringProtocol) {
-        if text.contains(":") {
+        if text.utf8.contains(0x3A) {
             guard let v = IPv6Prefix.parseAddress(text) else { return nil }
             self.init(v6: v)
         } else {

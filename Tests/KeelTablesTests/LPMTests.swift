@@ -323,3 +323,47 @@ final class HugePageRegionTests: XCTestCase {
         XCTAssertEqual(lpm.view.lookup(IPv4Prefix.parseAddress("198.51.100.200")!), 6)
     }
 }
+
+final class PrefixParseTests: XCTestCase {
+    /// The byte parser of IPv4 prefixes accepts exactly what inet_pton + a length accept.
+    func testIPv4PrefixParserMatchesInetPton() {
+        func reference(_ s: String) -> IPv4Prefix? {
+            let parts = s.split(separator: "/", omittingEmptySubsequences: false)
+            guard parts.count == 2, parts[1].allSatisfy({ $0.isASCII && $0.isNumber }), parts[1].count <= 3,
+                  let len = UInt8(parts[1]), len <= 32, let a = IPv4Prefix.parseAddress(parts[0]) else { return nil }
+            return try? IPv4Prefix(address: a, length: len)
+        }
+        var rng = SystemRandomNumberGenerator()
+        let alphabet = Array("0123456789./ a:x-")
+        var cases = ["0.0.0.0/0", "10.0.0.0/8", "255.255.255.255/32", "1.2.3.4/32", "01.2.3.0/24", "1.2.3.0/024", "1.2.3.0/", "/8",
+                     "1.2.3/24", "1.2.3.4.5/32", "256.0.0.0/8", "1..2.3/8", "1.2.3.0/33", "1.2.3.0/8/", " 1.2.3.0/24", "1.2.3.0/24 ",
+                     "1.2.3.0/2a", "0.0.0.0/00", "10.0.0.0/8x", "1.2.3.00/32"]
+        for _ in 0..<20000 {
+            if Bool.random(using: &rng) {
+                let len = Int.random(in: 0...32, using: &rng)
+                let a = UInt32.random(in: 0...UInt32.max, using: &rng) & (len == 0 ? 0 : ~UInt32(0) << (32 - len))
+                var s = IPv4Prefix.format(a) + "/\(len)"
+                if Bool.random(using: &rng) { // one random edit
+                    var chars = Array(s)
+                    let i = Int.random(in: 0..<chars.count, using: &rng)
+                    switch Int.random(in: 0...2, using: &rng) {
+                    case 0: chars[i] = alphabet.randomElement(using: &rng)!
+                    case 1: chars.remove(at: i)
+                    default: chars.insert(alphabet.randomElement(using: &rng)!, at: i)
+                    }
+                    s = String(chars)
+                }
+                cases.append(s)
+            } else {
+                cases.append(String((0..<Int.random(in: 0...18, using: &rng)).map { _ in alphabet.randomElement(using: &rng)! }))
+            }
+        }
+        var accepted = 0
+        for s in cases {
+            let mine = try? IPv4Prefix(s)
+            XCTAssertEqual(mine, reference(s), "\"\(s)\"")
+            if mine != nil { accepted += 1 }
+        }
+        XCTAssertGreaterThan(accepted, 5000)
+    }
+}
