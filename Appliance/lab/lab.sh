@@ -311,7 +311,7 @@ class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a): pass
     def do_GET(self):
         self.send_response(200); self.end_headers(); self.wfile.write(b'be$b\n')
-http.server.ThreadingHTTPServer(('203.0.113.10', 80), H).serve_forever()" >/dev/null 2>&1 & done
+http.server.ThreadingHTTPServer(('0.0.0.0', 80), H).serve_forever()" >/dev/null 2>&1 & done
     sleep 1
     for i in $(seq 1 60); do $c curl -s --max-time 3 http://203.0.113.10/; done | sort | uniq -c
     echo; echo "== the control plane through keelctl: status, a health check on VIP 1, drain be1, history"
