@@ -63,10 +63,7 @@ enum Metrics {
                 for k in 0..<s.backendsPerVIP {
                     let packets = s.lbTotal(s.backendCounter(v, k, LBCounter.backendPackets))
                     guard packets > 0 else { continue }
-                    var id: UInt64 = 0
-                    for i in 0..<s.lcores where s.lbBlock(i)[s.backendCounter(v, k, LBCounter.backendID)] != 0 {
-                        id = s.lbBlock(i)[s.backendCounter(v, k, LBCounter.backendID)]
-                    }
+                    let id = s.backendID(v, k)
                     let bl = [("vip", String(v + 1)), ("backend", String(id))]
                     counter("keel_backend_packets_total", "Packets sent to a backend.", bl, packets)
                     counter("keel_backend_bytes_total", "Bytes sent to a backend.", bl, s.lbTotal(s.backendCounter(v, k, LBCounter.backendBytes)))

@@ -39,10 +39,7 @@ public enum StatsReport {
             for k in 0..<s.backendsPerVIP {
                 let packets = s.lbTotal(s.backendCounter(v, k, LBCounter.backendPackets))
                 guard packets > 0 else { continue }
-                var id: UInt64 = 0
-                for i in 0..<s.lcores where s.lbBlock(i)[s.backendCounter(v, k, LBCounter.backendID)] != 0 {
-                    id = s.lbBlock(i)[s.backendCounter(v, k, LBCounter.backendID)]
-                }
+                let id = s.backendID(v, k)
                 backends["\(id)"] = ["position": UInt64(k), "packets": packets, "bytes": s.lbTotal(s.backendCounter(v, k, LBCounter.backendBytes)),
                                      "new_flows": s.lbTotal(s.backendCounter(v, k, LBCounter.backendNewFlows))]
             }

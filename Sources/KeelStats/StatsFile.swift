@@ -65,6 +65,15 @@ public final class StatsFile: @unchecked Sendable {
         vips * LBCounter.perVIP + (v * backendsPerVIP + k) * LBCounter.perBackend + c
     }
 
+    /// The id of the backend at position `k` of VIP `v`, as the last lcore that sent to it recorded it (0: none).
+    public func backendID(_ v: Int, _ k: Int) -> UInt64 {
+        var id: UInt64 = 0
+        for i in 0..<lcores where lbBlock(i)[backendCounter(v, k, LBCounter.backendID)] != 0 {
+            id = lbBlock(i)[backendCounter(v, k, LBCounter.backendID)]
+        }
+        return id
+    }
+
     /// Sum over the packet lcores' LB blocks.
     public func lbTotal(_ index: Int) -> UInt64 {
         var t: UInt64 = 0

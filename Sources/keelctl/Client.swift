@@ -19,8 +19,12 @@ enum Exit {
 }
 
 /// Where the API is and how to authenticate: flags, then the environment
-/// (KEEL_API, KEEL_TOKEN, KEEL_TOKEN_FILE), then the appliance's defaults.
+/// (KEEL_API, KEEL_TOKEN, KEEL_TOKEN_FILE), then keel-control's settings file
+/// (its listen address and data directory), then the appliance's defaults.
 struct Connection: ParsableArguments {
+    @Option(help: "keel-control's settings file, for the API address and the token file (env KEEL_CONFIG; default /etc/keel/control.yaml).")
+    var config: String?
+
     @Option(name: .customLong("api"), help: "Admin API base URL (env KEEL_API; default http://127.0.0.1:8440).")
     var api: String?
 
@@ -33,8 +37,18 @@ struct Connection: ParsableArguments {
     @Option(name: [.short, .customLong("output")], help: "Output: table, json or yaml.")
     var output: OutputFormat = .table
 
+    /// `listen` and `data_dir` from keel-control's settings file, if it is there and readable.
+    func settings() -> (listen: String?, dataDir: String?) {
+        let path = config ?? environment("KEEL_CONFIG") ?? "/etc/keel/control.yaml"
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+              let y = (try? Yams.load(yaml: text)) as? [String: Any] else { return (nil, nil) }
+        return (y["listen"] as? String, y["data_dir"] as? String)
+    }
+
     func baseURL() -> String {
-        var s = api ?? ProcessInfo.processInfo.environment["KEEL_API"] ?? "http://127.0.0.1:8440"
+        var s = api ?? environment("KEEL_API")
+            ?? settings().listen.map { "http://" + ($0.hasPrefix("0.0.0.0:") ? "127.0.0.1:" + $0.dropFirst(8) : $0) }
+            ?? "http://127.0.0.1:8440"
         while s.hasSuffix("/") { s.removeLast() }
         return s
     }
@@ -42,7 +56,8 @@ struct Connection: ParsableArguments {
     func bearer() throws -> String {
         if let token { return token }
         if let t = ProcessInfo.processInfo.environment["KEEL_TOKEN"], !t.isEmpty { return t }
-        let path = tokenFile ?? ProcessInfo.processInfo.environment["KEEL_TOKEN_FILE"] ?? "/var/lib/keel/tokens"
+        let path = tokenFile ?? environment("KEEL_TOKEN_FILE")
+            ?? settings().dataDir.map { $0 + "/tokens" } ?? "/var/lib/keel/tokens"
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw Failure("no token: give --token, set KEEL_TOKEN, or make \(path) readable", code: Exit.auth)
         }
@@ -60,6 +75,12 @@ struct Connection: ParsableArguments {
 
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case table, json, yaml
+}
+
+/// An environment variable; set but empty counts as unset.
+func environment(_ name: String) -> String? {
+    guard let v = ProcessInfo.processInfo.environment[name], !v.isEmpty else { return nil }
+    return v
 }
 
 /// An error keelctl reports on one line, with its exit code.

@@ -131,9 +131,10 @@ final class APITests: XCTestCase {
             ("not JSON", .post, [.authorization: "Bearer \(APITests.admin)", .contentType: "text/plain"], route, .unsupportedMediaType, "application/json"),
             ("oversized body", .put, headers(), "{\"routes\":[" + Array(repeating: route, count: 2000).joined(separator: ",") + "]}", .contentTooLarge, "too large"),
             ("path outside the API", .get, headers(), nil, .notFound, "no such resource"),
+            ("encoded path trick", .get, headers(), nil, .badRequest, "not a prefix"),
         ]
         let uris = ["/v1/routes", "/v1/routes", "/v1/routes", "/v1/routes", "/v1/routes", "/v1/routes", "/v1/routes", "/v1/routes",
-                    "/v1/routes", "/v1/routes", "/v1/routes", "/v1/config", "/v1/../../etc/passwd"]
+                    "/v1/routes", "/v1/routes", "/v1/routes", "/v1/config", "/v1/../../etc/passwd", "/v1/routes/..%2F..%2Fconfig"]
         try await f.app.test(.router) { client in
             for (i, c) in cases.enumerated() {
                 try await client.execute(uri: uris[i], method: c.1, headers: c.2, body: c.3.map { ByteBuffer(string: $0) }) { r in

@@ -215,6 +215,33 @@ final class ProcessTests: XCTestCase {
         XCTAssertEqual(c.stop(), 0, "SIGTERM: clean exit")
     }
 
+    /// The API on a Unix socket too (settings), and keelctl finding the API and
+    /// token through keel-control's settings file alone.
+    func testUnixSocketAndKeelctlFromTheSettingsFile() throws {
+        let c = try ControlProcess(settings: "unix_socket: /tmp/keel-test-\(getpid()).sock")
+        defer { c.cleanup(); unlink("/tmp/keel-test-\(getpid()).sock") }
+        try c.start()
+        let curl = Process()
+        curl.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        curl.arguments = ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", "/tmp/keel-test-\(getpid()).sock",
+                          "-H", "Authorization: Bearer \(c.token)", "http://keel/v1/revisions"]
+        let out = Pipe()
+        curl.standardOutput = out
+        try curl.run()
+        curl.waitUntilExit()
+        XCTAssertEqual(String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self), "200")
+        var mode = stat()
+        XCTAssertEqual(stat("/tmp/keel-test-\(getpid()).sock", &mode), 0)
+        XCTAssertEqual(mode.st_mode & 0o777, 0o660)
+        // keelctl with neither KEEL_API nor KEEL_TOKEN: the settings file (with the bound port) tells both.
+        let settings = try String(contentsOfFile: c.dir + "/control.yaml", encoding: .utf8)
+            .replacingOccurrences(of: "listen: 127.0.0.1:0", with: "listen: 127.0.0.1:\(c.port)")
+        try settings.write(toFile: c.dir + "/keelctl.yaml", atomically: true, encoding: .utf8)
+        let r = c.keelctl(["history"], token: "", env: ["KEEL_API": "", "KEEL_CONFIG": c.dir + "/keelctl.yaml"])
+        XCTAssertEqual(r.0, 0, r.2)
+        XCTAssertTrue(r.1.hasPrefix("REV"), r.1)
+    }
+
     func testTokenFileReadableByOthersIsRefused() throws {
         let c = try ControlProcess()
         defer { c.cleanup() }
