@@ -78,7 +78,9 @@ extension Compiler {
     }
 
     /// One route against the current ports: its prefix and next-hop group.
-    func checkRoute(_ r: Route, path: String, _ issues: inout [ConfigIssue]) -> (Parse.AnyPrefix, NextHopGroupSpec)? {
+    /// `path` is built only when there is something to report (a full table is a million routes).
+    func checkRoute(_ r: Route, path pathText: @autoclosure () -> String, _ issues: inout [ConfigIssue]) -> (Parse.AnyPrefix, NextHopGroupSpec)? {
+        var path: String { pathText() }
         let p: Parse.AnyPrefix
         switch Parse.prefix(r.prefix) {
         case .success(let x): p = x
@@ -107,7 +109,7 @@ extension Compiler {
         var members: [NextHopMember] = []
         var ok = true
         for (k, nh) in r.nextHops.enumerated() {
-            let npath = "\(path).next_hops[\(k)]"
+            var npath: String { "\(path).next_hops[\(k)]" }
             var port: Int?
             if let name = nh.port {
                 guard let i = portIndex[name] else {
@@ -129,8 +131,11 @@ extension Compiler {
                     ok = false
                     continue
                 }
-                let reach = subnets.filter { $0.prefix.contains(a) && (port == nil || $0.port == port) }
-                    .max { $0.prefix.length < $1.prefix.length }
+                // The longest connected subnet holding the gateway (on the given port, if any).
+                var reach: (port: Int, prefix: Parse.AnyPrefix)?
+                for s in subnets where s.prefix.contains(a) && (port == nil || s.port == port) {
+                    if reach == nil || s.prefix.length > reach!.prefix.length { reach = s }
+                }
                 guard let reach else {
                     issues.append(ConfigIssue("\(npath).gateway", "\(a) is not reachable through \(port.map { "port \(ports[$0].name)" } ?? "any port") (no connected subnet holds it)"))
                     ok = false
