@@ -3,22 +3,11 @@ import KeelAPI
 /// The difference between two configurations, object by object, in the same
 /// terms as the store's revision diffs (dry runs and `keelctl diff`).
 public enum ConfigDiff {
-    struct Object {
-        var parent: Int?
-        var body: String
-    }
-
-    static func objects(_ c: Configuration) -> [Store.Kind: [String: Object]] {
-        var out: [Store.Kind: [String: Object]] = [:]
-        func add(_ k: Store.Kind, _ key: String, _ parent: Int? = nil, _ body: String) { out[k, default: [:]][key] = Object(parent: parent, body: body) }
-        for p in c.ports { add(.port, p.name, nil, (try? Body.encode(p)) ?? "") }
-        for r in c.routes { add(.route, r.prefix, nil, (try? Body.encode(r)) ?? "") }
-        for n in c.neighbors { add(.neighbor, n.address, nil, (try? Body.encode(n)) ?? "") }
-        for v in c.vips {
-            var bare = v
-            bare.backends = []
-            add(.vip, String(v.id), nil, (try? Body.encode(bare)) ?? "")
-            for b in v.backends { add(.backend, String(b.id), v.id, (try? Body.encode(b)) ?? "") }
+    /// Objects by kind and key (order within lists is not a difference here).
+    static func objects(_ c: Configuration) -> [Store.Kind: [String: Store.Object]] {
+        var out: [Store.Kind: [String: Store.Object]] = [:]
+        for (kind, list) in (try? Store.objects(c)) ?? [:] {
+            out[kind] = Dictionary(list.map { ($0.key, $0) }, uniquingKeysWith: { _, last in last })
         }
         return out
     }

@@ -90,9 +90,6 @@ public actor ControlPlane {
     let executor = QueueExecutor(label: "keel.writer")
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
-    /// Backend health as the checker last reported it (absent: no check).
-    public private(set) var health: [Int: Bool] = [:]
-
     let logger: Logger
 
     public init(store: Store, sink: TableSink, limits: SnapshotLimits, board: Board = Board(), logger: Logger = Logger(label: "keel-control")) {
@@ -168,7 +165,7 @@ public actor ControlPlane {
             compiler.rollback()
             if published {
                 // Stored nothing but published: put the old content back.
-                _ = try? sink.publish((sink as? SnapshotPublisher)?.state.changes(to: compiler.state) ?? [])
+                republishCompiled()
             }
             if let e = error as? ChangeError { throw e }
             throw ChangeError.store("\(error)")
@@ -251,7 +248,7 @@ public actor ControlPlane {
         if let f = job.failure {
             // Published but not stored: put the old content back.
             compiler.rollback()
-            _ = try? sink.publish((sink as? SnapshotPublisher)?.state.changes(to: compiler.state) ?? [])
+            republishCompiled()
             throw ChangeError.store("\(f)")
         }
         compiler.commit()
@@ -260,6 +257,12 @@ public actor ControlPlane {
             "revision": "\(job.revision)", "generation": "\(job.generation)", "changed": "\(job.changed)", "author": "\(author)",
             "compile_ms": "\((t1 - t0) / 1_000_000)", "store_wait_ms": "\((t2 - t1) / 1_000_000)", "publish_commit_ms": "\((t3 - t2) / 1_000_000)"])
         return ChangeResult(revision: job.revision, generation: job.generation, changed: job.changed)
+    }
+
+    /// After a change was published but not stored (and the compiler rolled
+    /// back): publishes what turns the tables back into the compiler's content.
+    func republishCompiled() {
+        _ = try? sink.publish((sink as? SnapshotPublisher)?.state.changes(to: compiler.state) ?? [])
     }
 
     /// What `replace` would change, without changing anything.
@@ -275,7 +278,6 @@ public actor ControlPlane {
     /// (not a revision: health is state, not configuration).
     @discardableResult
     public func setHealth(backend id: Int, healthy: Bool) throws -> UInt64? {
-        health[id] = healthy
         let changes = compiler.setHealth(backend: id, healthy: healthy)
         guard !changes.isEmpty else { return nil }
         return try publish(changes)
@@ -283,8 +285,8 @@ public actor ControlPlane {
 
     /// Forgets checker state for backends that no longer have a check.
     public func clearHealth(except keep: Set<Int>) throws {
-        for id in health.keys where !keep.contains(id) {
-            health[id] = nil
+        // The compiler keeps the unhealthy ones; putting the others back to healthy changes nothing.
+        for id in compiler.health.keys where !keep.contains(id) {
             let changes = compiler.setHealth(backend: id, healthy: true)
             if !changes.isEmpty { _ = try publish(changes) }
         }

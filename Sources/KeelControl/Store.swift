@@ -131,17 +131,15 @@ public final class Store: Sendable {
         return db.changesCount > 0
     }
 
-    /// Writes `config` as the whole current configuration: rows that differ are
-    /// replaced, rows that are gone are ended. Returns how many rows changed.
-    /// Bulk: the current rows of each kind are read once and compared in memory
-    /// (a full table is a million routes).
-    static func putConfiguration(_ db: Database, _ config: Configuration, kinds: Set<Kind> = Set(Kind.allCases),
-                                 revision rev: Int64) throws -> Int {
-        struct Object { var key: String; var parent: Int?; var position: Int; var body: String }
-        var wanted: [Kind: [Object]] = [:]
-        if kinds.contains(.port) { wanted[.port] = try config.ports.enumerated().map { Object(key: $1.name, parent: nil, position: $0, body: try Body.encode($1)) } }
-        if kinds.contains(.route) { wanted[.route] = config.routes.map { Object(key: $0.prefix, parent: nil, position: 0, body: Body.route($0)) } }
-        if kinds.contains(.neighbor) { wanted[.neighbor] = try config.neighbors.enumerated().map { Object(key: $1.address, parent: nil, position: $0, body: try Body.encode($1)) } }
+    /// One stored object: its key, its VIP (backends), its place in its list and its body.
+    struct Object { var key: String; var parent: Int?; var position: Int; var body: String }
+
+    /// A configuration as the rows it is stored as, by kind (VIPs without their backends).
+    static func objects(_ config: Configuration, kinds: Set<Kind> = Set(Kind.allCases)) throws -> [Kind: [Object]] {
+        var out: [Kind: [Object]] = [:]
+        if kinds.contains(.port) { out[.port] = try config.ports.enumerated().map { Object(key: $1.name, parent: nil, position: $0, body: try Body.encode($1)) } }
+        if kinds.contains(.route) { out[.route] = config.routes.map { Object(key: $0.prefix, parent: nil, position: 0, body: Body.route($0)) } }
+        if kinds.contains(.neighbor) { out[.neighbor] = try config.neighbors.enumerated().map { Object(key: $1.address, parent: nil, position: $0, body: try Body.encode($1)) } }
         if kinds.contains(.vip) {
             var vips: [Object] = [], backends: [Object] = []
             for v in config.vips {
@@ -150,9 +148,19 @@ public final class Store: Sendable {
                 vips.append(Object(key: String(v.id), parent: nil, position: v.id, body: try Body.encode(bare)))
                 for (i, b) in v.backends.enumerated() { backends.append(Object(key: String(b.id), parent: v.id, position: i, body: try Body.encode(b))) }
             }
-            wanted[.vip] = vips
-            wanted[.backend] = backends
+            out[.vip] = vips
+            out[.backend] = backends
         }
+        return out
+    }
+
+    /// Writes `config` as the whole current configuration: rows that differ are
+    /// replaced, rows that are gone are ended. Returns how many rows changed.
+    /// Bulk: the current rows of each kind are read once and compared in memory
+    /// (a full table is a million routes).
+    static func putConfiguration(_ db: Database, _ config: Configuration, kinds: Set<Kind> = Set(Kind.allCases),
+                                 revision rev: Int64) throws -> Int {
+        let wanted = try objects(config, kinds: kinds)
         var changed = 0
         for kind in Kind.allCases where wanted[kind] != nil {
             let t = kind.table
