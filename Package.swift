@@ -48,8 +48,8 @@ let package = Package(
         ),
         // The stats file: per-lcore counters, heartbeat, neighbor table region. No DPDK (keel-control reads it).
         .target(name: "KeelStats", dependencies: ["KeelPacket", .product(name: "Atomics", package: "swift-atomics")]),
-        // Strict YAML settings files (keel-dataplane's and keel-control's own).
-        .target(name: "KeelConfigFile", dependencies: [.product(name: "Yams", package: "Yams")]),
+        // Strict YAML settings files: keel-dataplane's and keel-control's own, and the appliance's keel.yaml (both).
+        .target(name: "KeelConfigFile", dependencies: ["KeelTables", .product(name: "Yams", package: "Yams")]),
         // The configuration model (Codable), shared by the control plane, keelctl and tests.
         .target(name: "KeelAPI"),
         // Configuration -> snapshot content, validated; incremental.

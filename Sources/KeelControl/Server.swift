@@ -1,5 +1,7 @@
 import Foundation
 import Hummingbird
+// ControlSettings lives there (shared with the appliance settings); users of KeelControl see it.
+@_exported import KeelConfigFile
 import KeelAPI
 import KeelTables
 import Logging
@@ -14,7 +16,20 @@ public enum ControlServer {
         public let description: String
     }
 
-    public static func run(_ s: ControlSettings) async throws {
+    /// What `serve` and `init` share: the store, tokens and tables file
+    /// opened (created on first start), the initial configuration applied to
+    /// an empty store, and the stored configuration published.
+    public struct Prepared: Sendable {
+        public let tokens: Tokens
+        let store: Store
+        let plane: ControlPlane
+        let board: Board
+        let logger: Logger
+        public let revision: Int64
+        public let generation: UInt64
+    }
+
+    public static func prepare(_ s: ControlSettings) async throws -> Prepared {
         var logger = Logger(label: "keel-control")
         logger.logLevel = Logger.Level(rawValue: s.logLevel) ?? .info
 
@@ -31,7 +46,7 @@ public enum ControlServer {
             if FileManager.default.fileExists(atPath: s.tables) {
                 file = try TablesFile.open(path: s.tables)
             } else {
-                file = try TablesFile.create(path: s.tables, limits: s.smallTables ? .small : SnapshotLimits(), readers: s.readers)
+                file = try TablesFile.create(path: s.tables, limits: s.limits, readers: s.readers)
             }
         } catch { throw StartError(description: "\(s.tables): \(error)") }
         let board = Board()
@@ -51,7 +66,12 @@ public enum ControlServer {
         do { generation = try await plane.start() } catch { throw StartError(description: "the stored configuration: \(error)") }
         let revision = try store.latestRevision()
         logger.info("published the stored configuration", metadata: ["generation": "\(generation)", "revision": "\(revision)"])
+        return Prepared(tokens: tokens, store: store, plane: plane, board: board, logger: logger, revision: revision, generation: generation)
+    }
 
+    public static func run(_ s: ControlSettings) async throws {
+        let p = try await prepare(s)
+        let (tokens, store, plane, board, logger) = (p.tokens, p.store, p.plane, p.board, p.logger)
         let deps = APIDependencies(plane: plane, store: store, tokens: tokens, board: board, tablesPath: s.tables,
                                    statsPath: s.stats, maxBody: s.maxBodyMiB << 20)
         let checker = HealthChecker(plane: plane, board: board, logger: logger)

@@ -1,6 +1,8 @@
 import Atomics
 import CDPDK
 import Foundation
+// DataPlaneConfig lives there (shared with the appliance settings); users of KeelDataPlane see it.
+@_exported import KeelConfigFile
 import KeelDPDK
 import KeelForward
 import KeelPacket
@@ -41,10 +43,36 @@ public final class DataPlane {
         }
         if !given.contains("--main-lcore") { args += ["--main-lcore", String(c.lcores.main)] }
         for p in c.ports where p.device.hasPrefix("net_") { args.append("--vdev=\(p.device)") }
+        // PCI ports: only these (the management NIC and the rest stay the kernel's).
+        if given.isDisjoint(with: ["--no-pci", "-a", "--allow", "-b", "--block"]) {
+            for p in c.ports where !p.device.hasPrefix("net_") && !p.device.isEmpty { args += ["-a", p.device] }
+        }
         for (i, p) in c.ports.enumerated() {
             if let t = p.tap { args.append("--vdev=net_tap\(i),iface=\(t)") }
         }
         return args
+    }
+
+    /// A start-up check with a clear message: DPDK on huge pages (no
+    /// `--no-huge`) needs free pages for a packet-buffer pool per NUMA socket
+    /// (2.3 KiB an mbuf, DPDK's own headroom included) plus its rings and
+    /// heap; nil when there are enough (or the system has no hugetlbfs at all,
+    /// where DPDK itself says so).
+    public static func hugepageShortfall(config c: DataPlaneConfig, eal: [String], sysfs: String = "/sys/kernel/mm/hugepages") -> String? {
+        if eal.contains("--no-huge") { return nil }
+        guard let sizes = try? FileManager.default.contentsOfDirectory(atPath: sysfs), !sizes.isEmpty else { return nil }
+        var free = 0
+        var detail: [String] = []
+        for d in sizes.sorted() where d.hasPrefix("hugepages-") && d.hasSuffix("kB") {
+            guard let kb = Int(d.dropFirst(10).dropLast(2)),
+                  let n = (try? String(contentsOfFile: "\(sysfs)/\(d)/free_hugepages", encoding: .utf8)).flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) })
+            else { continue }
+            free += n * kb * 1024
+            detail.append("\(n) free \(kb >= 1024 * 1024 ? "\(kb / 1024 / 1024) GiB" : "\(kb / 1024) MiB") pages")
+        }
+        let need = c.mempool.mbufs * 2368 + 64 << 20
+        guard free < need else { return nil }
+        return "hugepages: \(detail.joined(separator: ", ")) (\(free >> 20) MiB); the packet buffers (mempool.mbufs = \(c.mempool.mbufs)) and DPDK's heap need about \(need >> 20) MiB: reserve more (hugepages= on the kernel command line, hugepages.pages in keel.yaml) or lower mempool.mbufs"
     }
 
     public init(config c: DataPlaneConfig, eal extra: [String], log: @escaping (String) -> Void) throws {

@@ -1,6 +1,7 @@
 // keel-control: the control plane. `serve` runs it (store, admin API, health
-// checks, publishing); `publish` compiles one configuration file straight into
-// the tables file (labs and recovery, no store).
+// checks, publishing); `init` does serve's start-up alone (the appliance's
+// first boot); `publish` compiles one configuration file straight into the
+// tables file (labs and recovery, no store).
 import ArgumentParser
 import Foundation
 import KeelAPI
@@ -14,15 +15,52 @@ struct KeelControlCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keel-control",
         abstract: "Keel's control plane.",
-        subcommands: [Serve.self, Publish.self])
+        subcommands: [Serve.self, Init.self, Publish.self])
 }
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve the admin API, run health checks and publish the stored configuration to the tables file.")
 
-    @Option(help: "Settings file (see Config/control.yaml).")
-    var config: String = "/etc/keel/control.yaml"
+    @OptionGroup var settings: SettingsOptions
+
+    func run() async throws {
+        let s = try settings.load()
+        do { try await ControlServer.run(s) } catch let e as ControlServer.StartError {
+            FileHandle.standardError.write(Data("keel-control: \(e)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Init: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create the store, the token file and the tables file, apply the initial configuration to an empty store, publish, and exit (first boot).")
+
+    @OptionGroup var settings: SettingsOptions
+
+    @Flag(help: "Print the admin token (first boot shows it on the console once).")
+    var printToken = false
+
+    func run() async throws {
+        let s = try settings.load()
+        do {
+            let p = try await ControlServer.prepare(s)
+            print("keel-control: store \(s.databasePath) at revision \(p.revision), published generation \(p.generation) to \(s.tables)")
+            if printToken, let admin = p.tokens.first(.admin) {
+                print("keel-firstboot: admin token: \(admin.token) (kept in \(s.tokensPath))")
+            }
+        } catch let e as ControlServer.StartError {
+            FileHandle.standardError.write(Data("keel-control: \(e)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// The settings file (keel-control's own or the appliance's keel.yaml) and its overrides.
+struct SettingsOptions: ParsableArguments {
+    @Option(help: "Settings file: keel-control's own (Config/control.yaml) or the appliance's (Config/keel.yaml). Default: /etc/keel/keel.yaml if it exists, else /etc/keel/control.yaml.")
+    var config: String?
 
     @Option(help: "Override the settings file's listen address (host:port).")
     var listen: String?
@@ -30,9 +68,10 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Override the settings file's data directory.")
     var dataDir: String?
 
-    func run() async throws {
+    func load() throws -> ControlSettings {
+        let path = config ?? (FileManager.default.fileExists(atPath: "/etc/keel/keel.yaml") ? "/etc/keel/keel.yaml" : "/etc/keel/control.yaml")
         var s: ControlSettings
-        do { s = try ControlSettings.load(path: config) } catch {
+        do { s = try ControlSettings.loadAny(path: path) } catch {
             FileHandle.standardError.write(Data("keel-control: \(error)\n".utf8))
             throw ExitCode(2)
         }
@@ -43,10 +82,7 @@ struct Serve: AsyncParsableCommand {
             }
         }
         if let dataDir { s.dataDir = dataDir }
-        do { try await ControlServer.run(s) } catch let e as ControlServer.StartError {
-            FileHandle.standardError.write(Data("keel-control: \(e)\n".utf8))
-            throw ExitCode(1)
-        }
+        return s
     }
 }
 

@@ -22,7 +22,7 @@ enum Exit {
 /// (KEEL_API, KEEL_TOKEN, KEEL_TOKEN_FILE), then keel-control's settings file
 /// (its listen address and data directory), then the appliance's defaults.
 struct Connection: ParsableArguments {
-    @Option(help: "keel-control's settings file, for the API address and the token file (env KEEL_CONFIG; default /etc/keel/control.yaml).")
+    @Option(help: "keel-control's settings file or the appliance's, for the API address and the token file (env KEEL_CONFIG; default /etc/keel/keel.yaml, else /etc/keel/control.yaml).")
     var config: String?
 
     @Option(name: .customLong("api"), help: "Admin API base URL (env KEEL_API; default http://127.0.0.1:8440).")
@@ -37,12 +37,15 @@ struct Connection: ParsableArguments {
     @Option(name: [.short, .customLong("output")], help: "Output: table, json or yaml.")
     var output: OutputFormat = .table
 
-    /// `listen` and `data_dir` from keel-control's settings file, if it is there and readable.
+    /// `listen` and `data_dir` from keel-control's settings file (or the
+    /// appliance's, where the address is `api.listen`), if it is there and readable.
     func settings() -> (listen: String?, dataDir: String?) {
-        let path = config ?? environment("KEEL_CONFIG") ?? "/etc/keel/control.yaml"
+        let path = config ?? environment("KEEL_CONFIG")
+            ?? (FileManager.default.fileExists(atPath: "/etc/keel/keel.yaml") ? "/etc/keel/keel.yaml" : "/etc/keel/control.yaml")
         guard let text = try? String(contentsOfFile: path, encoding: .utf8),
               let y = (try? Yams.load(yaml: text)) as? [String: Any] else { return (nil, nil) }
-        return (y["listen"] as? String, y["data_dir"] as? String)
+        let listen = (y["api"] as? [String: Any])?["listen"] as? String ?? y["listen"] as? String
+        return (listen, y["data_dir"] as? String)
     }
 
     func baseURL() -> String {

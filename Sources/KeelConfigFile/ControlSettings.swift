@@ -1,5 +1,5 @@
 import Foundation
-import KeelConfigFile
+import KeelTables
 import Yams
 
 /// keel-control's own settings (Config/control.yaml). Routes and VIPs are not
@@ -17,8 +17,9 @@ public struct ControlSettings: Equatable, Sendable {
     public var stats = "/dev/shm/keel.stats"
     /// Reader lines in a new tables file: the data plane's lcores plus its main lcore.
     public var readers = 16
-    /// Small table limits (labs and tests: less memory).
-    public var smallTables = false
+    /// Table maxima for a new tables file (`small_tables: true` gives
+    /// SnapshotLimits.small, for labs and tests: less memory).
+    public var limits = SnapshotLimits()
     /// Applied as the first revision when the store is empty.
     public var initial: String?
     public var logLevel = "info"
@@ -39,6 +40,14 @@ public struct ControlSettings: Equatable, Sendable {
         let (root, r) = try composeSettings(text: text, path: path)
         return try r.control(root)
     }
+
+    /// keel-control's settings from `path`: its own file (Config/control.yaml)
+    /// or the appliance's (Config/keel.yaml), which is checked whole.
+    public static func loadAny(path: String) throws -> ControlSettings {
+        var (root, r) = try composeSettings(path: path)
+        if ApplianceSettings.isAppliance(root) { return try r.appliance(root).control }
+        return try r.control(root)
+    }
 }
 
 extension Reader {
@@ -46,33 +55,36 @@ extension Reader {
         let m = try mapping(root, "", allowed: ["listen", "unix_socket", "data_dir", "tables", "stats", "readers",
                                                  "small_tables", "initial", "log_level", "max_body_mib"])
         var s = ControlSettings()
-        if let n = m["listen"] {
-            let v = try string(n, "listen")
-            // host:port, [v6]:port
-            guard let colon = v.lastIndex(of: ":"), let port = Int(v[v.index(after: colon)...]), (0...65535).contains(port) else {
-                throw fail(n, "listen", "expected host:port (for example 127.0.0.1:8440 or [::1]:8440)")
-            }
-            var host = String(v[..<colon])
-            if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-            guard !host.isEmpty else { throw fail(n, "listen", "no host before the port") }
-            s.host = host
-            s.port = port
-        }
+        if let n = m["listen"] { (s.host, s.port) = try listen(n, "listen") }
         if let n = m["unix_socket"] { s.unixSocket = try string(n, "unix_socket") }
         if let n = m["data_dir"] { s.dataDir = try string(n, "data_dir") }
         if let n = m["tables"] { s.tables = try string(n, "tables") }
         if let n = m["stats"] { s.stats = try string(n, "stats") }
         if let n = m["readers"] { s.readers = try int(n, "readers", 1...64) }
-        if let n = m["small_tables"] { s.smallTables = try bool(n, "small_tables") }
+        if let n = m["small_tables"], try bool(n, "small_tables") { s.limits = .small }
         if let n = m["initial"] { s.initial = try string(n, "initial") }
-        if let n = m["log_level"] {
-            let v = try string(n, "log_level")
-            guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(v) else {
-                throw fail(n, "log_level", "\"\(v)\" must be trace, debug, info, notice, warning, error or critical")
-            }
-            s.logLevel = v
-        }
+        if let n = m["log_level"] { s.logLevel = try logLevel(n, "log_level") }
         if let n = m["max_body_mib"] { s.maxBodyMiB = try int(n, "max_body_mib", 1...4096) }
         return s
+    }
+
+    /// host:port or [v6]:port.
+    func listen(_ n: Node, _ field: String) throws -> (String, Int) {
+        let v = try string(n, field)
+        guard let colon = v.lastIndex(of: ":"), let port = Int(v[v.index(after: colon)...]), (0...65535).contains(port) else {
+            throw fail(n, field, "expected host:port (for example 127.0.0.1:8440 or [::1]:8440)")
+        }
+        var host = String(v[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { throw fail(n, field, "no host before the port") }
+        return (host, port)
+    }
+
+    func logLevel(_ n: Node, _ field: String) throws -> String {
+        let v = try string(n, field)
+        guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(v) else {
+            throw fail(n, field, "\"\(v)\" must be trace, debug, info, notice, warning, error or critical")
+        }
+        return v
     }
 }

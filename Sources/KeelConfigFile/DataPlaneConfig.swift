@@ -1,5 +1,4 @@
 import Foundation
-@_exported import KeelConfigFile
 import Yams
 
 /// keel-dataplane's own settings (Config/dataplane.yaml). Routes, VIPs and
@@ -14,9 +13,13 @@ public struct DataPlaneConfig: Equatable, Sendable {
         public var device: String
         /// The kernel interface of this port's exception path (nil: none).
         public var tap: String?
+        /// The NIC given by its kernel interface name instead of `device`
+        /// (appliance settings): `device` is then empty until
+        /// `DataPlaneConfig.resolveInterfaces` finds its PCI address.
+        public var interface: String?
 
-        public init(name: String, device: String, tap: String? = nil) {
-            self.name = name; self.device = device; self.tap = tap
+        public init(name: String, device: String, tap: String? = nil, interface: String? = nil) {
+            self.name = name; self.device = device; self.tap = tap; self.interface = interface
         }
     }
     public struct Lcores: Equatable, Sendable {
@@ -90,6 +93,33 @@ extension DataPlaneConfig {
         return try r.config(root)
     }
 
+    /// keel-dataplane's settings from `path`: its own file (Config/dataplane.yaml)
+    /// or the appliance's (Config/keel.yaml), which is checked whole.
+    public static func loadAny(path: String) throws -> DataPlaneConfig {
+        var (root, r) = try composeSettings(path: path)
+        if ApplianceSettings.isAppliance(root) { return try r.appliance(root).dataplane }
+        return try r.config(root)
+    }
+
+    /// Ports given by `interface`: their PCI address, from sysfs while the
+    /// kernel still has the NIC, else from keel-nics' record of what it bound
+    /// (`bound`: lines "interface pci-address driver").
+    public mutating func resolveInterfaces(sysfs: String = "/sys/class/net", bound: String = "/run/keel/nics") throws {
+        let record = (try? String(contentsOfFile: bound, encoding: .utf8)) ?? ""
+        for i in ports.indices {
+            guard let name = ports[i].interface else { continue }
+            if let link = try? FileManager.default.destinationOfSymbolicLink(atPath: "\(sysfs)/\(name)/device") {
+                ports[i].device = URL(fileURLWithPath: link).lastPathComponent
+                continue
+            }
+            let w = record.split(separator: "\n").map { $0.split(separator: " ") }.first { $0.count >= 2 && $0[0] == name }
+            guard let w else {
+                throw ConfigFileError(path: "ports[\(i)].interface", message: "\(name) is neither a kernel interface with a PCI device nor in \(bound) (keel-nics bind records the NICs it binds)")
+            }
+            ports[i].device = String(w[1])
+        }
+    }
+
     /// Parses and checks the whole file; the first problem rejects it, naming the line and field.
     public static func parse(_ text: String, path: String = "<config>") throws -> DataPlaneConfig {
         var (root, r) = try composeSettings(text: text, path: path)
@@ -98,12 +128,21 @@ extension DataPlaneConfig {
 }
 
 extension Reader {
+    /// The keys of keel-dataplane's own sections (shared with the appliance file).
+    static let dataPlaneSections: Set<String> = ["lcores", "ports", "queues", "mempool", "neighbors", "icmp", "conntrack"]
+
     mutating func config(_ root: Node) throws -> DataPlaneConfig {
-        let m = try mapping(root, "", allowed: ["tables", "stats", "lcores", "ports", "queues", "mempool", "neighbors", "icmp", "conntrack"])
+        let m = try mapping(root, "", allowed: Reader.dataPlaneSections.union(["tables", "stats"]))
         guard let t = m["tables"] else { throw fail(root, "tables", "required (the tables file keel-control publishes to)") }
-        guard let portsNode = m["ports"] else { throw fail(root, "ports", "required (at least one port)") }
         var c = DataPlaneConfig(tables: try string(t, "tables"), ports: [])
         if let n = m["stats"] { c.stats = try string(n, "stats") }
+        try dataPlaneSections(m, root, into: &c)
+        return c
+    }
+
+    /// lcores, ports, queues, mempool, neighbors, icmp and conntrack from `m` (the file's root mapping).
+    func dataPlaneSections(_ m: [String: Node], _ root: Node, into c: inout DataPlaneConfig) throws {
+        guard let portsNode = m["ports"] else { throw fail(root, "ports", "required (at least one port)") }
         if let n = m["lcores"] {
             let l = try mapping(n, "lcores", allowed: ["main", "io", "workers"])
             if let v = l["main"] { c.lcores.main = try int(v, "lcores.main", 0...1023) }
@@ -118,8 +157,17 @@ extension Reader {
         guard seq.count <= 16 else { throw fail(portsNode, "ports", "at most 16 ports") }
         for (i, pn) in seq.enumerated() {
             let f = "ports[\(i)]"
-            let p = try mapping(pn, f, allowed: ["name", "device", "tap"])
-            guard let d = p["device"] else { throw fail(pn, "\(f).device", "required (a PCI address or a virtual device)") }
+            let p = try mapping(pn, f, allowed: ["name", "device", "interface", "tap"])
+            var device = "", interface: String? = nil
+            switch (p["device"], p["interface"]) {
+            case (let d?, nil): device = try string(d, "\(f).device")
+            case (nil, let i?):
+                let s = try string(i, "\(f).interface")
+                guard s.utf8.count <= 15, !s.contains("/") else { throw fail(i, "\(f).interface", "an interface name of at most 15 characters") }
+                interface = s
+            case (_?, _?): throw fail(pn, f, "give device or interface, not both")
+            case (nil, nil): throw fail(pn, "\(f).device", "required (a PCI address or a virtual device; or interface: a kernel NIC name)")
+            }
             let name = try p["name"].map { try string($0, "\(f).name") } ?? "port\(i)"
             guard name.utf8.count < 32, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
                 throw fail(p["name"]!, "\(f).name", "letters, digits, - and _, under 32 characters")
@@ -132,9 +180,11 @@ extension Reader {
                 }
                 tap = s
             }
-            c.ports.append(.init(name: name, device: try string(d, "\(f).device"), tap: tap))
+            c.ports.append(.init(name: name, device: device, tap: tap, interface: interface))
         }
         if Set(c.ports.map(\.name)).count != c.ports.count { throw fail(portsNode, "ports", "port names must be distinct") }
+        let nics = c.ports.map { $0.interface.map { "if:" + $0 } ?? $0.device }
+        if Set(nics).count != nics.count { throw fail(portsNode, "ports", "a device or interface is listed twice") }
         let taps = c.ports.compactMap(\.tap)
         if Set(taps).count != taps.count { throw fail(portsNode, "ports", "TAP names must be distinct") }
         if let n = m["queues"] {
@@ -172,6 +222,5 @@ extension Reader {
             if let v = q["tcp_closing_timeout"] { c.conntrack.tcpClosingTimeout = try int(v, "conntrack.tcp_closing_timeout", 1...86400) }
             if let v = q["udp_timeout"] { c.conntrack.udpTimeout = try int(v, "conntrack.udp_timeout", 1...86400) }
         }
-        return c
     }
 }
