@@ -170,6 +170,11 @@ let package = Package(
                            .product(name: "Yams", package: "Yams"),
                            .product(name: "HummingbirdTesting", package: "hummingbird")]
         ),
+        // Boots the appliance image under qemu (Appliance/image/boot-test.sh) and checks it serves.
+        .testTarget(
+            name: "KeelApplianceTests",
+            dependencies: ["keelctl"]
+        ),
         .testTarget(
             name: "KeelBenchTests",
             dependencies: ["keel-bench"]

@@ -13,14 +13,14 @@ repo="$(cd "$here/../.." && pwd)"
 out="$(mkdir -p "${1:-$repo/.build/image}" && cd "${1:-$repo/.build/image}" && pwd)"
 [ -x /opt/swift/usr/bin/swift ] && export PATH="/opt/swift/usr/bin:$PATH"
 
-# The same build folder as the tests: only the link differs, so only the three
-# executables are linked again (about a minute), with the Swift runtime and
-# Foundation inside. FoundationNetworking (keelctl) needs libcurl.
+# A build folder of its own: linking the Swift runtime statically changes how
+# every module is compiled (its autolink entries), so sharing the tests'
+# folder would rebuild both each time. FoundationNetworking (keelctl) needs libcurl.
 command -v curl-config >/dev/null || { apt-get install -y -qq --no-install-recommends libcurl4-openssl-dev >/dev/null; }
-for p in keel-dataplane keel-control keelctl; do
-    (cd "$repo" && swift build -c release --static-swift-stdlib -Xlinker -lcurl --product "$p" 2>&1 | grep -E "error|Compiling|complete" | grep -v "warning" || true)
-done
-bin="$repo/.build/release"
+scratch="$repo/.build-static"
+(cd "$repo" && swift build -c release --static-swift-stdlib -Xlinker -lcurl --scratch-path "$scratch" 2>&1 | grep -E "error:|Compiling keel|Build complete" || true)
+bin="$scratch/release"
+for b in keel-dataplane keel-control keelctl; do [ -x "$bin/$b" ] || { echo "package.sh: the static build made no $b" >&2; exit 1; }; done
 for b in keel-dataplane keel-control keelctl; do
     if ldd "$bin/$b" | grep -q 'libswift\|libFoundation\|lib_FoundationICU\|libdispatch'; then
         echo "package.sh: $b still links the Swift runtime dynamically:" >&2
