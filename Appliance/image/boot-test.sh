@@ -29,6 +29,7 @@ api_port=$((20000 + $$ % 20000))
 qemu_pid=""
 cleanup() {
     local rc=$?
+    set +e # every step of the cleanup runs, whatever fails
     [ -n "$qemu_pid" ] && kill "$qemu_pid" 2>/dev/null && sleep 1 && kill -9 "$qemu_pid" 2>/dev/null
     for p in $(cat "$work"/*.pid 2>/dev/null); do kill "$p" 2>/dev/null || true; done
     for n in "$vm" "$client" "$backend"; do ip netns pids "$n" 2>/dev/null | xargs -r kill -9 2>/dev/null; ip netns del "$n" 2>/dev/null || true; done
@@ -39,7 +40,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 fail() { echo "boot-test: FAIL: $*" >&2; exit 1; }
 inns() { local n="$1"; shift; ip netns exec "$n" "$@"; }
-ctl() { inns "$vm" "$keelctl" --api "http://127.0.0.1:$api_port" --token "$token" "$@"; }
+ctl() { inns "$vm" "$keelctl" "$@" --api "http://127.0.0.1:$api_port" --token "$token"; }
 
 echo "== namespaces"
 for n in "$vm" "$client" "$backend"; do ip netns add "$n"; inns "$n" ip link set lo up; done

@@ -51,6 +51,15 @@ mmdebstrap --variant=minbase --mode=root --quiet \
     bookworm "$root" "$sources"
 
 step "configuration"
+# A router has no sound, graphics, cameras, radios or Bluetooth: their kernel
+# modules are a third of the root filesystem. (A kernel package upgrade
+# brings them back; they are harmless there.)
+for m in "$root"/lib/modules/*; do
+    rm -rf "$m"/kernel/sound "$m"/kernel/drivers/gpu "$m"/kernel/drivers/media "$m"/kernel/drivers/net/wireless \
+        "$m"/kernel/net/wireless "$m"/kernel/net/mac80211 "$m"/kernel/drivers/bluetooth "$m"/kernel/net/bluetooth \
+        "$m"/kernel/drivers/staging "$m"/kernel/drivers/iio "$m"/kernel/drivers/hid "$m"/kernel/drivers/input/touchscreen
+    chroot "$root" depmod "$(basename "$m")"
+done
 root_uuid="$(cat /proc/sys/kernel/random/uuid)"
 data_uuid="$(cat /proc/sys/kernel/random/uuid)"
 kver="$(basename "$(ls "$root"/boot/vmlinuz-* | sort -V | tail -n 1)" | sed 's/^vmlinuz-//')"
@@ -128,7 +137,7 @@ rm -f "$out/core.img"
 
 step "qcow2 (compressed) and sizes"
 qemu-img convert -c -O qcow2 "$raw" "$out/keel.qcow2"
-xz -T0 -3 -k -c "$raw" > "$out/keel.raw.xz"
+xz -T0 -1 -c "$raw" > "$out/keel.raw.xz"
 used="$(du -sm "$root" | cut -f1)"
 {
     echo "kernel $kver"
