@@ -57,7 +57,7 @@ step "configuration"
 for m in "$root"/lib/modules/*; do
     rm -rf "$m"/kernel/sound "$m"/kernel/drivers/gpu "$m"/kernel/drivers/media "$m"/kernel/drivers/net/wireless \
         "$m"/kernel/net/wireless "$m"/kernel/net/mac80211 "$m"/kernel/drivers/bluetooth "$m"/kernel/net/bluetooth \
-        "$m"/kernel/drivers/staging "$m"/kernel/drivers/iio "$m"/kernel/drivers/hid "$m"/kernel/drivers/input/touchscreen
+        "$m"/kernel/drivers/staging "$m"/kernel/drivers/iio "$m"/kernel/drivers/input/touchscreen
     chroot "$root" depmod "$(basename "$m")"
 done
 root_uuid="$(cat /proc/sys/kernel/random/uuid)"
