@@ -6,15 +6,18 @@ public struct Configuration: Codable, Equatable, Sendable {
     public var routes: [Route]
     public var neighbors: [Neighbor]
     public var vips: [VIP]
+    /// BGP announcement of the VIPs (nil: none).
+    public var bgp: BGP?
 
-    public init(ports: [Port] = [], routes: [Route] = [], neighbors: [Neighbor] = [], vips: [VIP] = []) {
+    public init(ports: [Port] = [], routes: [Route] = [], neighbors: [Neighbor] = [], vips: [VIP] = [], bgp: BGP? = nil) {
         self.ports = ports
         self.routes = routes
         self.neighbors = neighbors
         self.vips = vips
+        self.bgp = bgp
     }
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case ports, routes, neighbors, vips }
+    enum CodingKeys: String, CodingKey, CaseIterable { case ports, routes, neighbors, vips, bgp }
 
     public init(from d: Decoder) throws {
         try rejectUnknownKeys(d, CodingKeys.self)
@@ -23,6 +26,7 @@ public struct Configuration: Codable, Equatable, Sendable {
         routes = try c.decodeIfPresent([Route].self, forKey: .routes) ?? []
         neighbors = try c.decodeIfPresent([Neighbor].self, forKey: .neighbors) ?? []
         vips = try c.decodeIfPresent([VIP].self, forKey: .vips) ?? []
+        bgp = try c.decodeIfPresent(BGP.self, forKey: .bgp)
     }
 }
 

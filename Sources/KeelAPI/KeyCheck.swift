@@ -153,8 +153,11 @@ extension Shape {
     public static let vip = Shape.object(["id": .value, "address": .value, "protocol": .value, "port": .value,
                                           "encap": .object(["type": .value, "port": .value]), "hash": .value, "table_size": .value,
                                           "source_address": .value, "health_check": healthCheck, "backends": .array(backend)])
+    public static let bgpPeer = Shape.object(["address": .value, "remote_as": .value, "password": .value, "bfd": .value])
+    public static let bgp = Shape.object(["local_as": .value, "router_id": .value, "hold_time": .value, "drain": .value,
+                                          "peers": .array(bgpPeer)])
     public static let configuration = Shape.object(["ports": .array(port), "routes": .array(route),
-                                                    "neighbors": .array(neighbor), "vips": .array(vip)])
+                                                    "neighbors": .array(neighbor), "vips": .array(vip), "bgp": bgp])
 }
 
 /// A request body type with its key shape (for `KeyCheck`).
@@ -168,3 +171,4 @@ extension VIP: ShapedBody { public static var shape: Shape { .vip } }
 extension Backend: ShapedBody { public static var shape: Shape { .backend } }
 extension Neighbor: ShapedBody { public static var shape: Shape { .neighbor } }
 extension Port: ShapedBody { public static var shape: Shape { .port } }
+extension BGP: ShapedBody { public static var shape: Shape { .bgp } }

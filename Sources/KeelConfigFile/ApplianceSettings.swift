@@ -38,7 +38,7 @@ public struct ApplianceSettings: Equatable, Sendable {
 
 extension Reader {
     mutating func appliance(_ root: Node) throws -> ApplianceSettings {
-        let own: Set<String> = ["nics", "hugepages", "tables", "stats", "api", "data_dir", "initial", "log_level"]
+        let own: Set<String> = ["nics", "hugepages", "tables", "stats", "api", "data_dir", "initial", "log_level", "bird"]
         let m = try mapping(root, "", allowed: Reader.dataPlaneSections.union(own))
         var control = ControlSettings()
         var tablesPath = "/dev/hugepages/keel.tables"
@@ -95,6 +95,7 @@ extension Reader {
         if let n = m["data_dir"] { a.control.dataDir = try string(n, "data_dir") }
         if let n = m["initial"] { a.control.initial = try string(n, "initial") }
         if let n = m["log_level"] { a.control.logLevel = try logLevel(n, "log_level") }
+        if let n = m["bird"] { try bird(n, into: &a.control) }
         return a
     }
 

@@ -25,6 +25,11 @@ public struct ControlSettings: Equatable, Sendable {
     public var logLevel = "info"
     /// Largest API request body, in MiB.
     public var maxBodyMiB = 256
+    /// BIRD (BGP announcements of the VIPs): the configuration file keel-control
+    /// writes (nil: none is written), BIRD's control socket, and birdc.
+    public var birdConfig: String?
+    public var birdSocket = "/run/bird/bird.ctl"
+    public var birdc = "birdc"
 
     public init() {}
 
@@ -53,7 +58,7 @@ public struct ControlSettings: Equatable, Sendable {
 extension Reader {
     func control(_ root: Node) throws -> ControlSettings {
         let m = try mapping(root, "", allowed: ["listen", "unix_socket", "data_dir", "tables", "stats", "readers",
-                                                 "small_tables", "initial", "log_level", "max_body_mib"])
+                                                 "small_tables", "initial", "log_level", "max_body_mib", "bird"])
         var s = ControlSettings()
         if let n = m["listen"] { (s.host, s.port) = try listen(n, "listen") }
         if let n = m["unix_socket"] { s.unixSocket = try string(n, "unix_socket") }
@@ -65,7 +70,16 @@ extension Reader {
         if let n = m["initial"] { s.initial = try string(n, "initial") }
         if let n = m["log_level"] { s.logLevel = try logLevel(n, "log_level") }
         if let n = m["max_body_mib"] { s.maxBodyMiB = try int(n, "max_body_mib", 1...4096) }
+        if let n = m["bird"] { try bird(n, into: &s) }
         return s
+    }
+
+    /// bird: {config, socket, birdc}
+    func bird(_ n: Node, into s: inout ControlSettings) throws {
+        let q = try mapping(n, "bird", allowed: ["config", "socket", "birdc"])
+        if let v = q["config"] { s.birdConfig = try string(v, "bird.config") }
+        if let v = q["socket"] { s.birdSocket = try string(v, "bird.socket") }
+        if let v = q["birdc"] { s.birdc = try string(v, "bird.birdc") }
     }
 
     /// host:port or [v6]:port.

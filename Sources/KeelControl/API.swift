@@ -25,9 +25,13 @@ public struct APIDependencies: Sendable {
     public let statsPath: String?
     /// Largest request body: a whole configuration with the full routing table fits.
     public let maxBody: Int
+    /// BGP announcements (status); nil in unit tests.
+    public let announcer: Announcer?
+    let fingerprints = Fingerprints()
 
     public init(plane: ControlPlane, store: Store, tokens: Tokens, board: Board, tablesPath: String?, statsPath: String?,
-                maxBody: Int = 256 << 20) {
+                maxBody: Int = 256 << 20, announcer: Announcer? = nil) {
+        self.announcer = announcer
         self.plane = plane
         self.store = store
         self.tokens = tokens
@@ -172,6 +176,18 @@ struct AdminAPI: Sendable {
             return try await change(.rollback(to: r.id), req, ctx, defaultComment: "rollback to revision \(r.id)")
         }
         // State.
+        v1.get("bgp") { _, _ in
+            guard let b = try store.configuration(kinds: [.bgp, .peer]).bgp else { throw APIError(.notFound, "no BGP section: nothing is announced") }
+            return JSONResponse.make(b)
+        }
+        v1.put("bgp") { req, ctx in try await change(.setBGP(decode(BGP.self, req)), req, ctx) }
+        v1.delete("bgp") { req, ctx in
+            guard try store.configuration(kinds: [.bgp]).bgp != nil else { throw APIError(.notFound, "no BGP section") }
+            return try await change(.setBGP(nil), req, ctx)
+        }
+        // Maintenance: withdraw every announcement (flows here keep their backends), and back.
+        v1.post("drain") { req, ctx in try await change(.setDrain(true), req, ctx, defaultComment: "drain") }
+        v1.delete("drain") { req, ctx in try await change(.setDrain(false), req, ctx, defaultComment: "end of drain") }
         v1.get("status") { _, _ in JSONResponse.object(try status()) }
         router.get("metrics") { _, _ in
             let vips = try store.configuration(kinds: [.vip, .backend]).vips
@@ -347,6 +363,15 @@ struct AdminAPI: Sendable {
         let health = deps.board.allHealth
         out["backends_down"] = health.filter { !$0.value.healthy }.keys.sorted()
         out["healthy"] = (dataplane["running"] as? Bool ?? false) && !lagging
+        out["fingerprint"] = try deps.fingerprints.of(store)
+        if let a = deps.announcer?.current {
+            var bgp: [String: Any] = ["configured": a.configured, "drained": a.drained, "announced": a.announced,
+                                      "sessions": a.sessions.map { ["name": $0.name, "peer": $0.peer, "state": $0.state, "info": $0.info,
+                                                                    "established": $0.established] as [String: Any] }]
+            if let applied = a.applied { bgp["bird_applied"] = applied }
+            if let e = a.lastError { bgp["error"] = e }
+            out["bgp"] = bgp
+        }
         return out
     }
 }

@@ -47,6 +47,10 @@ public enum Mutation: Sendable {
     case deleteNeighbor(address: String)
     case replace(Configuration)
     case rollback(to: Int64)
+    /// The BGP section whole (nil: remove it, announcing nothing).
+    case setBGP(BGP?)
+    /// Maintenance drain on or off (the BGP section's `drain`).
+    case setDrain(Bool)
 }
 
 /// Why a change was refused (nothing changed).
@@ -186,6 +190,8 @@ public actor ControlPlane {
     /// is committed unless it compiled and was published; nothing is
     /// published unless its rows are written.
     func applyBulk(_ config: Configuration, author: String, comment: String) throws -> ChangeResult {
+        let bgpIssues = BGPCheck.issues(config.bgp, ports: config.ports)
+        guard bgpIssues.isEmpty else { throw ChangeError.invalid(ConfigError(bgpIssues)) }
         let t0 = DispatchTime.now().uptimeNanoseconds
         let job = BulkJob()
         let store = self.store
@@ -269,7 +275,9 @@ public actor ControlPlane {
     public func dryRun(_ config: Configuration) throws -> DiffResult {
         compiler.begin()
         defer { compiler.rollback() }
-        do { _ = try compiler.replace(with: config) } catch let e as ConfigError { throw ChangeError.invalid(e) }
+        let bgpIssues = BGPCheck.issues(config.bgp, ports: config.ports)
+        do { _ = try compiler.replace(with: config) } catch let e as ConfigError { throw ChangeError.invalid(ConfigError(e.issues + bgpIssues)) }
+        if !bgpIssues.isEmpty { throw ChangeError.invalid(ConfigError(bgpIssues)) }
         let entries = ConfigDiff.diff(try store.configuration(), canonical(config))
         return DiffResult(changes: entries, summary: ConfigDiff.summary(entries))
     }
@@ -342,10 +350,23 @@ public actor ControlPlane {
             c.neighbors.remove(at: i)
             return try compiler.replace(with: c)
         case .replace(let c):
-            return try compiler.replace(with: c)
+            let bgpIssues = BGPCheck.issues(c.bgp, ports: c.ports)
+            let changes: [SnapshotChange]
+            do { changes = try compiler.replace(with: c) } catch let e as ConfigError { throw ConfigError(e.issues + bgpIssues) }
+            if !bgpIssues.isEmpty { throw ConfigError(bgpIssues) }
+            return changes
         case .rollback(let rev):
             guard try store.revisionExists(rev) else { throw ChangeError.notFound("no revision \(rev)") }
             return try compiler.replace(with: store.configuration(at: rev))
+        case .setBGP(let b):
+            let issues = BGPCheck.issues(b, ports: compiler.currentPorts)
+            if !issues.isEmpty { throw ConfigError(issues) }
+            return [] // nothing in the tables: the announcer reads the store
+        case .setDrain:
+            guard try store.configuration(kinds: [.bgp]).bgp != nil else {
+                throw ChangeError.notFound("no BGP section: the appliance announces nothing, there is nothing to drain")
+            }
+            return []
         }
     }
 
@@ -374,6 +395,12 @@ public actor ControlPlane {
             _ = try Store.putConfiguration(db, c, revision: rev)
         case .rollback(let r):
             _ = try Store.putConfiguration(db, Store.configuration(db, at: r), revision: rev)
+        case .setBGP(let b):
+            try Store.putBGP(db, b, revision: rev)
+        case .setDrain(let on):
+            var b = try Store.configuration(db, at: nil, kinds: [.bgp, .peer]).bgp
+            b?.drain = on
+            try Store.putBGP(db, b, revision: rev)
         }
     }
 

@@ -77,6 +77,13 @@ enum Metrics {
             guard let h = health[backend] else { continue }
             gauge("keel_backend_healthy", "Health check verdict (1 up, 0 down).", [("vip", String(vip)), ("backend", String(backend))], h.healthy ? 1 : 0)
         }
+        if let a = deps.announcer?.current, a.configured {
+            gauge("keel_bgp_announced_prefixes", "VIP addresses announced over BGP (0 while drained or the data plane is down).", [], Double(a.announced.count))
+            gauge("keel_bgp_drained", "1 while the appliance is drained for maintenance.", [], a.drained ? 1 : 0)
+            for s in a.sessions {
+                gauge("keel_bgp_session_established", "1 while the BGP session with a peer is established.", [("peer", s.peer.isEmpty ? s.name : s.peer)], s.established ? 1 : 0)
+            }
+        }
         return r.emitToString()
     }
 }

@@ -72,10 +72,12 @@ public enum ControlServer {
     public static func run(_ s: ControlSettings) async throws {
         let p = try await prepare(s)
         let (tokens, store, plane, board, logger) = (p.tokens, p.store, p.plane, p.board, p.logger)
+        let announcer = Announcer(store: store, board: board, statsPath: s.stats,
+                                  settings: .init(config: s.birdConfig, socket: s.birdSocket, birdc: s.birdc), logger: logger)
         let deps = APIDependencies(plane: plane, store: store, tokens: tokens, board: board, tablesPath: s.tables,
-                                   statsPath: s.stats, maxBody: s.maxBodyMiB << 20)
+                                   statsPath: s.stats, maxBody: s.maxBodyMiB << 20, announcer: announcer)
         let checker = HealthChecker(plane: plane, board: board, logger: logger)
-        var services: [any Service] = [checker]
+        var services: [any Service] = [checker, announcer]
         services.append(Application(
             router: buildRouter(deps),
             configuration: .init(address: .hostname(s.host, port: s.port), serverName: "keel-control"),

@@ -22,7 +22,11 @@ public final class Store: Sendable {
     /// The kinds of object, each with its own table of the same shape.
     public enum Kind: String, CaseIterable, Sendable, Codable {
         case port, route, neighbor, vip, backend
+        /// The BGP section without its peers (one row, key "bgp"), and its peers (by address).
+        case bgp, peer
         var table: String { rawValue + "s" }
+        /// The kinds of the first schema (migrations v1 and v2 made their tables).
+        static let v1: [Kind] = [.port, .route, .neighbor, .vip, .backend]
     }
 
     /// Opens (creating if needed) the database at `path` and migrates it forward.
@@ -60,7 +64,7 @@ public final class Store: Sendable {
                     generation INTEGER
                 )
                 """)
-            for kind in Kind.allCases {
+            for kind in Kind.v1 {
                 let t = kind.table
                 // key: the object's name (port name, canonical prefix, neighbor address, VIP id, backend id);
                 // parent: the VIP of a backend; position: order within the list it came in.
@@ -83,9 +87,28 @@ public final class Store: Sendable {
         m.registerMigration("v2: index only ended rows by until") { db in
             // Current rows (until NULL, the vast majority) need no entry in the until
             // index: queries on it compare until with a revision, which implies NOT NULL.
-            for kind in Kind.allCases {
+            for kind in Kind.v1 {
                 let t = kind.table
                 try db.execute(sql: "DROP INDEX \(t)_until; CREATE INDEX \(t)_until ON \(t)(until) WHERE until IS NOT NULL;")
+            }
+        }
+        m.registerMigration("v3: BGP section and peers") { db in
+            for kind in [Kind.bgp, .peer] {
+                let t = kind.table
+                try db.execute(sql: """
+                    CREATE TABLE \(t) (
+                        key TEXT NOT NULL,
+                        parent INTEGER,
+                        position INTEGER NOT NULL DEFAULT 0,
+                        body TEXT NOT NULL,
+                        since INTEGER NOT NULL REFERENCES revisions(id),
+                        until INTEGER REFERENCES revisions(id),
+                        CHECK (until IS NULL OR until > since)
+                    );
+                    CREATE UNIQUE INDEX \(t)_current ON \(t)(key) WHERE until IS NULL;
+                    CREATE INDEX \(t)_since ON \(t)(since);
+                    CREATE INDEX \(t)_until ON \(t)(until) WHERE until IS NOT NULL;
+                    """)
             }
         }
         return m
@@ -151,7 +174,18 @@ public final class Store: Sendable {
             out[.vip] = vips
             out[.backend] = backends
         }
+        if kinds.contains(.bgp) {
+            var bare = config.bgp
+            bare?.peers = []
+            out[.bgp] = try bare.map { [Object(key: "bgp", parent: nil, position: 0, body: try Body.encode($0))] } ?? []
+            out[.peer] = try (config.bgp?.peers ?? []).enumerated().map { Object(key: $1.address, parent: nil, position: $0, body: try Body.encode($1)) }
+        }
         return out
+    }
+
+    /// Writes the BGP section whole (nil: none).
+    static func putBGP(_ db: Database, _ bgp: BGP?, revision rev: Int64) throws {
+        _ = try putConfiguration(db, Configuration(bgp: bgp), kinds: [.bgp, .peer], revision: rev)
     }
 
     /// Writes `config` as the whole current configuration: rows that differ are
@@ -259,6 +293,10 @@ public final class Store: Sendable {
             var v = try Body.decode(VIP.self, $0["body"])
             v.backends = backends[v.id] ?? []
             return v
+        }
+        if var b = try rows(.bgp, order: "key").first.map({ try Body.decode(BGP.self, $0["body"]) }) {
+            b.peers = try rows(.peer, order: "position").map { try Body.decode(BGPPeer.self, $0["body"]) }
+            c.bgp = b
         }
         return c
     }

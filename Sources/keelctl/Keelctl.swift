@@ -16,6 +16,7 @@ struct Keelctl: AsyncParsableCommand {
             4 authentication or permission, 64 usage. Shell completion: keelctl --generate-completion-script bash.
             """,
         subcommands: [RouteCommand.self, VIPCommand.self, BackendCommand.self, NeighborCommand.self, PortCommand.self,
+                      BGPCommand.self, Drain.self,
                       Apply.self, Diff.self, GetConfig.self, History.self, ShowRevision.self, Rollback.self, Status.self, Stats.self, Trace.self])
 
     /// Runs a subcommand body, turning failures into one line on stderr and an exit code.
@@ -558,6 +559,13 @@ struct Status: AsyncParsableCommand {
                 out += Render.table(["LINE", "PID", "GENERATION", "LAGGING"], v["lcores"].array.map { [$0["line"].text, $0["pid"].text, $0["generation"].text, $0["lagging"].text] })
                 out += Render.table(["PORT", "UP"], v["ports"].array.map { [$0["name"].text, $0["up"].text] })
                 if !v["backends_down"].array.isEmpty { out += "backends down: \(v["backends_down"].text)\n" }
+                out += "load-balancing fingerprint: \(v["fingerprint"].text) (equal across a fleet: the same backend for the same flow)\n"
+                let b = v["bgp"]
+                if b["configured"] == .bool(true) {
+                    let sessions = b["sessions"].array
+                    out += "bgp: \(b["drained"] == .bool(true) ? "drained, " : "")announcing \(b["announced"].array.isEmpty ? "nothing" : b["announced"].array.map(\.text).joined(separator: " ")); "
+                    out += "\(sessions.filter { $0["established"] == .bool(true) }.count) of \(sessions.count) sessions established\n"
+                }
                 return out
             }
             if v["healthy"] != .bool(true) { throw ExitCode(Exit.unavailable) }
