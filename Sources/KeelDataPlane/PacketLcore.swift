@@ -136,7 +136,7 @@ public struct PacketLcore: @unchecked Sendable {
             let st = f.stage.load(ordering: .relaxed)
             if st == 2 { break }
             turns &+= 1
-            if turns & 63 == 0 { w.clock = monotonicNs(); counters[Counter.turns] = turns }
+            if turns & 63 == 0 { w.clock = monotonicNs(); counters[Counter.turns] = turns; w.countFlowsStep() }
             if reader != nil, reader!.refresh() { counters[Counter.snapshotSwitches] &+= 1 }
             switch kind {
             case .worker:
@@ -323,6 +323,23 @@ struct Work {
 
     /// Frees what init allocated that is large (the connection table).
     func release() { conn?.deallocate() }
+
+    /// Where the live-flow count of the connection table is (it walks the table
+    /// a slice every 64 loop turns, so the loop never stalls on a whole scan).
+    var scanBucket = 0, scanFlows = 0
+    static let scanSlice = 64
+
+    /// One slice of the count; at the end of a pass, the lcore's live-flow gauge.
+    mutating func countFlowsStep() {
+        guard let conn else { return }
+        scanFlows &+= conn.count(buckets: scanBucket, Work.scanSlice, now: ConnTable.tick(clock))
+        scanBucket &+= Work.scanSlice
+        if scanBucket > conn.bucketMask {
+            counters[Counter.liveFlows] = UInt64(scanFlows)
+            scanBucket = 0
+            scanFlows = 0
+        }
+    }
 
     @inline(__always)
     mutating func drop(_ m: OpaquePointer, _ r: DropReason) {

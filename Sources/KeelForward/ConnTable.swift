@@ -143,12 +143,19 @@ public struct ConnTable {
     }
 
     /// Live entries (a scan; for tests, stats and drain reports, not the fast path).
-    public func count(now: UInt32) -> Int {
-        var n = 0
-        for i in 0..<capacity {
+    public func count(now: UInt32) -> Int { count(buckets: 0, bucketMask + 1, now: now) }
+
+    /// Live entries in buckets first ..< first + n (clipped to the table): the
+    /// owner counts its table a slice at a time.
+    public func count(buckets first: Int, _ n: Int, now: UInt32) -> Int {
+        var live = 0
+        let end = min(first &+ n, bucketMask &+ 1) &* ConnTable.entriesPerBucket
+        var i = first &* ConnTable.entriesPerBucket
+        while i < end {
             let w1 = (buckets + i &* 16).load(fromByteOffset: 8, as: UInt64.self)
-            if w1 != 0 && ConnTable.alive(UInt32(truncatingIfNeeded: w1 >> 8) & 0xFF_FFFF, now) { n += 1 }
+            if w1 != 0 && ConnTable.alive(UInt32(truncatingIfNeeded: w1 >> 8) & 0xFF_FFFF, now) { live &+= 1 }
+            i &+= 1
         }
-        return n
+        return live
     }
 }

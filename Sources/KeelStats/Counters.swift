@@ -18,6 +18,9 @@ public enum Counter {
     public static let toKernel = 142, fromKernel = 143, ringFull = 144, neighborMisses = 145
     public static let held = 146, heldReleased = 147, heldExpired = 148, noMbuf = 149
     public static let learned = 150, neighborTableFull = 151, snapshotSwitches = 152
+    /// A gauge: flows alive in this lcore's connection table at the end of its
+    /// last counting pass (a drained appliance is empty when the sum is 0).
+    public static let liveFlows = 153
     public static let count = 160
 
     public static let names: [(Int, String)] = [

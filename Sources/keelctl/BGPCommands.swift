@@ -69,6 +69,7 @@ struct Drain: AsyncParsableCommand {
     @OptionGroup var comment: CommentOption
     @Flag(help: "End the drain.") var off = false
     @Option(help: "Wait at most this many seconds for the withdrawal to be in BIRD.") var wait: Double = 10
+    @Option(help: "Then wait at most this many seconds for the connection tables to empty (0: do not wait).") var waitEmpty: Double = 0
     func run() async throws {
         try await Keelctl.run {
             let client = Client(connection: connection)
@@ -82,7 +83,19 @@ struct Drain: AsyncParsableCommand {
                     if connection.output == .table {
                         print(off ? "announcing: \(s["announced"].array.map(\.text).joined(separator: " "))" : "withdrawn: nothing is announced")
                     }
-                    return
+                    if off { return }
+                    // Drained: report the flows still here, and (asked to) wait until there are none.
+                    let emptyBy = Date().addingTimeInterval(waitEmpty)
+                    while true {
+                        let flows = try await client.get("/v1/status").json["dataplane"]["flows"]
+                        if flows.text == "0" { print("empty: no flows left in the connection tables"); return }
+                        if Date() >= emptyBy {
+                            print("\(flows.text) flows still in the connection tables (they end or time out; keelctl status shows the count)")
+                            if waitEmpty > 0 { throw Failure("not empty after \(waitEmpty) s", code: Exit.unavailable) }
+                            return
+                        }
+                        try await Task.sleep(for: .seconds(1))
+                    }
                 }
                 try await Task.sleep(for: .milliseconds(250))
             }

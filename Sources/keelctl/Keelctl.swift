@@ -554,7 +554,7 @@ struct Status: AsyncParsableCommand {
                 let dp = v["dataplane"]
                 var out = "healthy: \(v["healthy"].text)\n"
                 out += "data plane: \(dp["running"] == .bool(true) ? "running" : "not running")"
-                if dp["pid"] != .null { out += " (pid \(dp["pid"].text), heartbeat \(dp["heartbeat_age_ms"].text) ms ago, at generation \(dp["generation"].text))" }
+                if dp["pid"] != .null { out += " (pid \(dp["pid"].text), heartbeat \(dp["heartbeat_age_ms"].text) ms ago, at generation \(dp["generation"].text), \(dp["flows"].text) flows)" }
                 out += "\npublished generation \(v["published_generation"].text), revision \(v["revision"].text)\n"
                 out += Render.table(["LINE", "PID", "GENERATION", "LAGGING"], v["lcores"].array.map { [$0["line"].text, $0["pid"].text, $0["generation"].text, $0["lagging"].text] })
                 out += Render.table(["PORT", "UP"], v["ports"].array.map { [$0["name"].text, $0["up"].text] })

@@ -120,6 +120,22 @@ final class LoadBalancerTests: XCTestCase {
         XCTAssertNotNil(conn.find(hash: h.hash, fingerprint: LoadBalancer.fingerprint(h.hash), now: 0x10))
     }
 
+    /// The live-flow gauge a routing lcore keeps (a slice every 64 loop turns):
+    /// slices add up to the whole count, and expired flows are not counted.
+    func testLiveFlowsCountedBySlices() throws {
+        let s = try Compiled(Self.config(Self.abc))
+        let conn = ConnTable(flows: 4096)
+        defer { conn.deallocate() }
+        for i in 0..<1000 { _ = choose(s.snapshot, conn, i, now: 500) }
+        let whole = conn.count(now: 500)
+        XCTAssertGreaterThan(whole, 900)
+        var sliced = 0, b = 0
+        while b <= conn.bucketMask { sliced += conn.count(buckets: b, 64, now: 500); b += 64 }
+        XCTAssertEqual(sliced, whole)
+        XCTAssertEqual(conn.count(buckets: conn.bucketMask, 1000, now: 500), conn.count(buckets: conn.bucketMask, 1, now: 500), "clipped to the table")
+        XCTAssertEqual(conn.count(now: 500 + conn.tcpTicks + 1), 0, "all expired")
+    }
+
     func testAFullTableEvictsTheOldestAndNeverGrows() throws {
         let s = try Compiled(Self.config(Self.abc))
         let conn = ConnTable(flows: 64) // 16 buckets of 4
