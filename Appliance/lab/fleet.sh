@@ -268,7 +268,12 @@ EOF
     wait_hops 2 60
     echo "upstream: ECMP route to 203.0.113.10 over 2 appliances after $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}') s"
     inns up ip route show 203.0.113.10
-    ctl a status -o json > "$RUN/a-status.json" || fail "A: keelctl status"
+    # A's status reads BIRD's sessions once a second: give it a few.
+    for _ in $(seq 1 20); do
+        ctl a status -o json > "$RUN/a-status.json" || fail "A: keelctl status"
+        python3 -c 'import json, sys; s = json.load(open(sys.argv[1]))["bgp"]; sys.exit(0 if s["announced"] == ["203.0.113.10"] and any(x["established"] for x in s["sessions"]) else 1)' "$RUN/a-status.json" && break
+        sleep 0.25
+    done
     python3 - "$RUN/a-status.json" <<'EOF' || fail "A's status: BGP not as expected"
 import json, sys
 s = json.load(open(sys.argv[1]))["bgp"]
