@@ -145,5 +145,8 @@ done
 echo "HTTP to the VIP: $vip_ok of 10 answered by the backend"
 [ "$vip_ok" = 10 ] || fail "VIP: $vip_ok of 10"
 ctl stats > "$work/stats.txt" || fail "keelctl stats"
+# BIRD runs on keel-control's configuration (no peers configured here: nothing announced).
+ctl status -o json | python3 -c 'import json, sys; b = json.load(sys.stdin)["bgp"]; print("bgp:", b); sys.exit(0 if b.get("bird_applied") else 1)' \
+    || fail "BIRD (keel-bird.service) has not loaded keel-control's configuration"
 cat "$work/stats.txt"
 echo "boot-test: PASS (boot ${boot_s} s)"

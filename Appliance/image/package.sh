@@ -47,7 +47,7 @@ install -m 0644 "$repo"/docs/*.md "$repo/docs/openapi.yaml" "$pkg/usr/share/doc/
 printf '/etc/keel/keel.yaml\n/etc/keel/initial.yaml\n' > "$pkg/DEBIAN/conffiles"
 # DPDK's libraries the binary links, the PMDs for common NICs (virtio, vmxnet3,
 # Intel, TAP for the exception path) and the ring mempool driver DPDK loads as plugins.
-depends="libc6, libnuma1, libsqlite3-0, libcurl4, dpdk, pciutils, kmod, iproute2, librte-eal23, librte-ethdev23, librte-mbuf23,
+depends="libc6, libnuma1, libsqlite3-0, libcurl4, bird2, dpdk, pciutils, kmod, iproute2, librte-eal23, librte-ethdev23, librte-mbuf23,
  librte-mempool23, librte-ring23, librte-lpm23, librte-fib23, librte-rib23, librte-hash23, librte-net23, librte-kvargs23,
  librte-telemetry23, librte-mempool-ring23, librte-net-virtio23, librte-net-tap23, librte-net-vmxnet3-23, librte-net-e1000-23,
  librte-net-ixgbe23, librte-net-i40e23, librte-net-ice23, librte-net-af-packet23"
@@ -69,12 +69,16 @@ set -e
 if [ "$1" = configure ]; then
     mkdir -p /var/lib/keel && chmod 0700 /var/lib/keel
     systemctl daemon-reload >/dev/null 2>&1 || true
-    systemctl enable keel-nics.service keel-firstboot.service keel-control.service keel-dataplane.service >/dev/null 2>&1 || true
+    systemctl enable keel-nics.service keel-firstboot.service keel-control.service keel-dataplane.service keel-bird.service >/dev/null 2>&1 || true
+    # Keel runs BIRD itself (keel-bird.service, on keel-control's configuration):
+    # Debian's own bird.service would hold the BGP port.
+    systemctl disable bird.service >/dev/null 2>&1 || true
+    [ -d /run/systemd/system ] && systemctl stop bird.service >/dev/null 2>&1 || true
     # An upgrade of a running appliance: the new binaries take over; the store
     # migrates forward when keel-control starts, the data plane re-attaches to
     # the current snapshot.
     if [ -n "$2" ] && [ -d /run/systemd/system ]; then
-        systemctl try-restart keel-control.service keel-dataplane.service || true
+        systemctl try-restart keel-control.service keel-dataplane.service keel-bird.service || true
     fi
 fi
 EOF
@@ -82,7 +86,7 @@ cat > "$pkg/DEBIAN/prerm" <<'EOF'
 #!/bin/sh
 set -e
 if [ "$1" = remove ] && [ -d /run/systemd/system ]; then
-    systemctl stop keel-dataplane.service keel-control.service keel-nics.service || true
+    systemctl stop keel-bird.service keel-dataplane.service keel-control.service keel-nics.service || true
 fi
 EOF
 chmod 0755 "$pkg/DEBIAN/postinst" "$pkg/DEBIAN/prerm"
