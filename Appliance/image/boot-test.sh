@@ -145,8 +145,29 @@ done
 echo "HTTP to the VIP: $vip_ok of 10 answered by the backend"
 [ "$vip_ok" = 10 ] || fail "VIP: $vip_ok of 10"
 ctl stats > "$work/stats.txt" || fail "keelctl stats"
-# BIRD runs on keel-control's configuration (no peers configured here: nothing announced).
+# BIRD runs on keel-control's configuration (no peers configured yet: nothing announced).
 ctl status -o json | python3 -c 'import json, sys; b = json.load(sys.stdin)["bgp"]; print("bgp:", b); sys.exit(0 if b.get("bird_applied") else 1)' \
     || fail "BIRD (keel-bird.service) has not loaded keel-control's configuration"
+
+echo "== BGP: the client's BIRD peers with the appliance through p0 and learns the VIP"
+command -v bird >/dev/null || apt-get install -y -qq --no-install-recommends bird2 >/dev/null
+cat > "$work/bird.conf" <<EOF
+router id 10.1.0.2;
+protocol device { }
+protocol bgp keel { local as 65000; neighbor 10.1.0.1 as 65001; hold time 3; keepalive time 1; connect retry time 2; error wait time 1, 5; ipv4 { import all; export none; }; }
+EOF
+inns "$client" bird -c "$work/bird.conf" -s "$work/bird.ctl" -P "$work/bird.pid"
+printf 'local_as: 65001\nhold_time: 3\npeers: [{address: 10.1.0.2, remote_as: 65000}]\n' > "$work/bgp.yaml"
+ctl bgp set -f "$work/bgp.yaml" >/dev/null || fail "keelctl bgp set"
+learned() { inns "$client" birdc -s "$work/bird.ctl" show route 203.0.113.10/32 2>/dev/null | grep -q "203.0.113.10/32"; }
+t_bgp=$(date +%s.%N)
+for _ in $(seq 1 120); do learned && break; sleep 0.5; done
+learned || { ctl bgp show || true; inns "$client" birdc -s "$work/bird.ctl" show protocols all keel || true; fail "the client's BIRD did not learn the VIP"; }
+echo "BGP: the client learned 203.0.113.10/32 from the appliance after $(awk -v a="$t_bgp" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}') s"
+ctl bgp show
+ctl drain --wait 15 >/dev/null || fail "keelctl drain"
+for _ in $(seq 1 40); do learned || break; sleep 0.5; done
+learned && fail "drained, but the client still has the VIP's route"
+echo "BGP: drained, the client's route to the VIP is withdrawn"
 cat "$work/stats.txt"
 echo "boot-test: PASS (boot ${boot_s} s)"

@@ -54,5 +54,7 @@ final class ImageBootTests: XCTestCase {
         XCTAssertNotNil(boot, "no boot time in the output")
         XCTAssertTrue(log.contains("HTTP to the VIP: 10 of 10"), "VIP traffic")
         XCTAssertNotNil(log.range(of: #"ping through the appliance: (19|20) of 20"#, options: .regularExpression), "routed traffic")
+        XCTAssertTrue(log.contains("BGP: the client learned 203.0.113.10/32 from the appliance"), "the VM announces the VIP over BGP")
+        XCTAssertTrue(log.contains("BGP: drained, the client's route to the VIP is withdrawn"), "drain withdraws it")
     }
 }
