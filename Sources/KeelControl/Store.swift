@@ -64,25 +64,7 @@ public final class Store: Sendable {
                     generation INTEGER
                 )
                 """)
-            for kind in Kind.v1 {
-                let t = kind.table
-                // key: the object's name (port name, canonical prefix, neighbor address, VIP id, backend id);
-                // parent: the VIP of a backend; position: order within the list it came in.
-                try db.execute(sql: """
-                    CREATE TABLE \(t) (
-                        key TEXT NOT NULL,
-                        parent INTEGER,
-                        position INTEGER NOT NULL DEFAULT 0,
-                        body TEXT NOT NULL,
-                        since INTEGER NOT NULL REFERENCES revisions(id),
-                        until INTEGER REFERENCES revisions(id),
-                        CHECK (until IS NULL OR until > since)
-                    );
-                    CREATE UNIQUE INDEX \(t)_current ON \(t)(key) WHERE until IS NULL;
-                    CREATE INDEX \(t)_since ON \(t)(since);
-                    CREATE INDEX \(t)_until ON \(t)(until);
-                    """)
-            }
+            for kind in Kind.v1 { try createObjectTable(db, kind, untilIndex: "") }
         }
         m.registerMigration("v2: index only ended rows by until") { db in
             // Current rows (until NULL, the vast majority) need no entry in the until
@@ -93,25 +75,31 @@ public final class Store: Sendable {
             }
         }
         m.registerMigration("v3: BGP section and peers") { db in
-            for kind in [Kind.bgp, .peer] {
-                let t = kind.table
-                try db.execute(sql: """
-                    CREATE TABLE \(t) (
-                        key TEXT NOT NULL,
-                        parent INTEGER,
-                        position INTEGER NOT NULL DEFAULT 0,
-                        body TEXT NOT NULL,
-                        since INTEGER NOT NULL REFERENCES revisions(id),
-                        until INTEGER REFERENCES revisions(id),
-                        CHECK (until IS NULL OR until > since)
-                    );
-                    CREATE UNIQUE INDEX \(t)_current ON \(t)(key) WHERE until IS NULL;
-                    CREATE INDEX \(t)_since ON \(t)(since);
-                    CREATE INDEX \(t)_until ON \(t)(until) WHERE until IS NOT NULL;
-                    """)
-            }
+            for kind in [Kind.bgp, .peer] { try createObjectTable(db, kind, untilIndex: "WHERE until IS NOT NULL") }
         }
         return m
+    }
+
+    /// One kind's table of object versions. key: the object's name (port name,
+    /// canonical prefix, neighbor address, VIP id, backend id, "bgp", peer
+    /// address); parent: the VIP of a backend; position: order within the list
+    /// it came in. `untilIndex`: the until index's condition (v2 made it partial).
+    static func createObjectTable(_ db: Database, _ kind: Kind, untilIndex: String) throws {
+        let t = kind.table
+        try db.execute(sql: """
+            CREATE TABLE \(t) (
+                key TEXT NOT NULL,
+                parent INTEGER,
+                position INTEGER NOT NULL DEFAULT 0,
+                body TEXT NOT NULL,
+                since INTEGER NOT NULL REFERENCES revisions(id),
+                until INTEGER REFERENCES revisions(id),
+                CHECK (until IS NULL OR until > since)
+            );
+            CREATE UNIQUE INDEX \(t)_current ON \(t)(key) WHERE until IS NULL;
+            CREATE INDEX \(t)_since ON \(t)(since);
+            CREATE INDEX \(t)_until ON \(t)(until) \(untilIndex);
+            """)
     }
 
     // MARK: writing (inside the writer's transaction)
