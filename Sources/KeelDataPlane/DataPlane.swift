@@ -257,7 +257,6 @@ public final class DataPlane {
                 for i in 0..<ports.count { stats.setPortUp(i, ports[i].linkUp) }
                 lastBeat = now
             }
-
             if n == 0 { usleep(500) }
         }
         // Drain: stop receiving, let workers empty their rings and I/O lcores their TX rings, then stop.
