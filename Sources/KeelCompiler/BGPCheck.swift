@@ -37,8 +37,10 @@ public enum BGPCheck {
     }
 
     /// The router id: the configured one, else the first IPv4 address of the ports.
-    public static func routerID(_ bgp: BGP, ports: [Port]) -> String? {
-        if let id = bgp.routerID { return id }
+    public static func routerID(_ bgp: BGP, ports: [Port]) -> String? { bgp.routerID ?? firstIPv4Address(ports) }
+
+    /// The first IPv4 address of the ports (BIRD's router id when none is configured).
+    public static func firstIPv4Address(_ ports: [Port]) -> String? {
         for p in ports { for a in p.addresses { if let (ip, _) = Parse.interface(a), ip.family == 4 { return ip.description } } }
         return nil
     }
