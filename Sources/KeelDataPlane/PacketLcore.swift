@@ -296,6 +296,15 @@ struct Work {
     /// Per burst: each packet's VIP (-1: none) and, for VIP traffic, its flow hash.
     let vips: UnsafeMutablePointer<Int32>
     let hashes: UnsafeMutablePointer<UInt64>
+    /// Per burst: each packet's next-hop group (pass 2), and the destinations
+    /// looked up together: IPv4 (host order), IPv6 (16 bytes each), the
+    /// packet each came from, and the results.
+    let groups: UnsafeMutablePointer<UInt32>
+    let dst4: UnsafeMutablePointer<UInt32>
+    let dst6: UnsafeMutableRawPointer
+    let at4: UnsafeMutablePointer<UInt8>
+    let at6: UnsafeMutablePointer<UInt8>
+    let found: UnsafeMutablePointer<UInt32>
     /// VIP destinations' last bytes (Snapshot.vipAddressFilter), for the snapshot `filterSeen`.
     let vipFilter = UnsafeMutablePointer<UInt64>.allocate(capacity: 4)
     var filterSeen: UInt64 = .max
@@ -316,6 +325,18 @@ struct Work {
         vips.initialize(repeating: -1, count: f.burst)
         hashes = .allocate(capacity: f.burst)
         hashes.initialize(repeating: 0, count: f.burst)
+        groups = .allocate(capacity: f.burst)
+        groups.initialize(repeating: LPMEntry.noRoute, count: f.burst)
+        dst4 = .allocate(capacity: f.burst)
+        dst4.initialize(repeating: 0, count: f.burst)
+        dst6 = .allocate(byteCount: 16 * f.burst, alignment: 16)
+        dst6.initializeMemory(as: UInt8.self, repeating: 0, count: 16 * f.burst)
+        at4 = .allocate(capacity: f.burst)
+        at4.initialize(repeating: 0, count: f.burst)
+        at6 = .allocate(capacity: f.burst)
+        at6.initialize(repeating: 0, count: f.burst)
+        found = .allocate(capacity: f.burst)
+        found.initialize(repeating: 0, count: f.burst)
         cache = NeighborCache(groups: f.nextHopGroups, ways: f.ecmpWays)
         clock = monotonicNs()
         icmpBucket = TokenBucket(rate: f.icmpRate, burst: f.icmpBurst, now: clock)
@@ -383,11 +404,14 @@ struct Work {
         }
     }
 
-    /// Routes one burst, software-pipelined: packet i is parsed and its LPM
-    /// root entry starts loading while packet i - lookahead is routed. The
-    /// table is far larger than the caches, so the loads must overlap with
-    /// work; issuing a whole burst's loads at once filled the line-fill
-    /// buffers and stalled at the prefetches instead.
+    /// Routes one burst in three passes. 1: parse each packet (its mbuf
+    /// prefetched a few ahead), find VIP traffic (whose connection-table
+    /// bucket starts loading) and collect the other packets' destinations.
+    /// 2: look all those destinations up at once, in a tight loop whose root
+    /// loads overlap (the table is far larger than the caches and TLB; a
+    /// prefetch issued between two packets' worth of work blocked retirement
+    /// on its page walk, so the work could not hide it). 3: route each packet
+    /// with its next-hop group known.
     @inline(__always)
     mutating func processBurst(_ rx: UnsafeMutablePointer<OpaquePointer?>, _ n: Int, snapshot s: Snapshot, seen: UInt64,
                                neighbors: borrowing NeighborTable) {
@@ -398,55 +422,58 @@ struct Work {
             filterSeen = seen
         }
         for i in 0..<min(n, 4) { mbufPrefetch(rx[i]!) }
-        let d = Work.lookahead
-        for j in 0..<(n &+ d) {
-            if j < n {
-                let i = j
-                if i &+ 4 < n { mbufPrefetch(rx[i &+ 4]!) }
-                let m = rx[i]!
-                let p = mbufData(m)
-                let r = Parser.parse(p, length: mbufLength(m), into: &infos[i])
-                results[i] = r
-                vips[i] = -1
-                if r == .none {
-                    let l3 = Int(infos[i].l3Offset)
-                    // VIP traffic: start loading the flow's connection-table bucket instead.
-                    // (TCP/UDP: an IP packet; the destination's last byte against the VIP filter first.)
-                    if (infos[i].l4Proto == 6 || infos[i].l4Proto == 17),
-                       case let last = Int(p.load(fromByteOffset: l3 &+ (infos[i].l3 == PacketInfo.ipv4 ? 19 : 39), as: UInt8.self)),
-                       vipFilter[last >> 6] & (1 &<< UInt64(last & 63)) != 0 {
-                        let vi = LoadBalancer.vip(p, infos[i], s)
-                        if vi >= 0 {
-                            vips[i] = vi
-                            let h = FlowHash.of(p, infos[i])
-                            hashes[i] = h
-                            if !infos[i].fragment { conn?.prefetch(h) }
-                            // The encapsulation writes into the headroom: a line not touched yet.
-                            keel_prefetch0(p + (l3 &- 64))
-                        }
-                    }
-                    if vips[i] >= 0 {
-                        // VIP traffic: its bucket is loading; its backend's LPM entry is hot.
-                    } else if infos[i].l3 == PacketInfo.ipv4 {
-                        s.ipv4.prefetch(UInt32(bigEndian: p.loadUnaligned(fromByteOffset: l3 &+ 16, as: UInt32.self)))
-                    } else if infos[i].l3 == PacketInfo.ipv6 {
-                        s.ipv6.prefetch((p + (l3 &+ 24)).assumingMemoryBound(to: UInt8.self))
-                    }
+        var n4 = 0, n6 = 0
+        for i in 0..<n {
+            if i &+ 4 < n { mbufPrefetch(rx[i &+ 4]!) }
+            let m = rx[i]!
+            let p = mbufData(m)
+            let r = Parser.parse(p, length: mbufLength(m), into: &infos[i])
+            results[i] = r
+            vips[i] = -1
+            groups[i] = LPMEntry.noRoute
+            guard r == .none else { continue }
+            let l3 = Int(infos[i].l3Offset)
+            // VIP traffic: start loading the flow's connection-table bucket instead.
+            // (TCP/UDP: an IP packet; the destination's last byte against the VIP filter first.)
+            if (infos[i].l4Proto == 6 || infos[i].l4Proto == 17),
+               case let last = Int(p.load(fromByteOffset: l3 &+ (infos[i].l3 == PacketInfo.ipv4 ? 19 : 39), as: UInt8.self)),
+               vipFilter[last >> 6] & (1 &<< UInt64(last & 63)) != 0 {
+                let vi = LoadBalancer.vip(p, infos[i], s)
+                if vi >= 0 {
+                    vips[i] = vi
+                    let h = FlowHash.of(p, infos[i])
+                    hashes[i] = h
+                    if !infos[i].fragment { conn?.prefetch(h) }
+                    // The encapsulation writes into the headroom: a line not touched yet.
+                    keel_prefetch0(p + (l3 &- 64))
+                    continue // its backend's LPM entry is hot
                 }
             }
-            if j >= d {
-                let i = j &- d
-                process(rx[i]!, parsed: results[i], info: infos[i], vip: vips[i], hash: hashes[i], snapshot: s, neighbors: neighbors)
+            if infos[i].l3 == PacketInfo.ipv4 {
+                dst4[n4] = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: l3 &+ 16, as: UInt32.self))
+                at4[n4] = UInt8(truncatingIfNeeded: i)
+                n4 &+= 1
+            } else if infos[i].l3 == PacketInfo.ipv6 {
+                (dst6 + n6 &* 16).copyMemory(from: p + (l3 &+ 24), byteCount: 16)
+                at6[n6] = UInt8(truncatingIfNeeded: i)
+                n6 &+= 1
             }
+        }
+        if n4 > 0 {
+            s.ipv4.lookupBulk(dst4, found, count: n4)
+            for j in 0..<n4 { groups[Int(at4[j])] = found[j] }
+        }
+        if n6 > 0 {
+            s.ipv6.lookupBulk(UnsafePointer(dst6.assumingMemoryBound(to: UInt8.self)), found, count: n6)
+            for j in 0..<n6 { groups[Int(at6[j])] = found[j] }
+        }
+        for i in 0..<n {
+            process(rx[i]!, parsed: results[i], info: infos[i], vip: vips[i], hash: hashes[i], group: groups[i], snapshot: s, neighbors: neighbors)
         }
     }
 
-    /// Packets between parse-and-prefetch and routing (keel-bench forward: 8
-    /// better than 4 and 16, and than a whole burst).
-    static let lookahead = 8
-
     @inline(__always)
-    mutating func process(_ m: OpaquePointer, parsed r: DropReason, info: PacketInfo, vip: Int32, hash: UInt64, snapshot s: Snapshot,
+    mutating func process(_ m: OpaquePointer, parsed r: DropReason, info: PacketInfo, vip: Int32, hash: UInt64, group: UInt32, snapshot s: Snapshot,
                           neighbors: borrowing NeighborTable) {
         let inPort = Int(f.indexOfDPDKPort[Int(mbufPort(m)) & (Fabric.maxDPDKPorts - 1)])
         guard inPort >= 0 else { drop(m, .unknownPort); return }
@@ -496,7 +523,8 @@ struct Work {
             balance(m, p, info, vip: Int(q.vip), quoted: q, hash: q.hash, inPort: inPort, snapshot: s, neighbors: neighbors)
             return
         }
-        let v = forwarder.route(p, length: len, info, hash: Forwarder.lazyHash, snapshot: s, neighbors: neighbors, nextHop: nextHop, cache: cache)
+        let v = forwarder.route(p, length: len, info, hash: Forwarder.lazyHash, snapshot: s, neighbors: neighbors, nextHop: nextHop, cache: cache,
+                                group: group)
         switch v {
         case .forward(let out):
             emit(m, Int(out))
