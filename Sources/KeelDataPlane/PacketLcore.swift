@@ -286,6 +286,8 @@ struct Work {
     let learned = UnsafeMutableRawPointer.allocate(byteCount: 32, alignment: 16)
     let forwarder = Forwarder()
     var cache: NeighborCache
+    /// Each backend's MAC when it is on a link of the appliance, by VIP slot and backend position.
+    var backendMACs: NeighborCache
     let lb: UnsafeMutablePointer<UInt64>
     /// The connection table (routing lcores; nil on I/O lcores).
     let conn: ConnTable?
@@ -304,6 +306,8 @@ struct Work {
     let dst6: UnsafeMutableRawPointer
     let at4: UnsafeMutablePointer<UInt8>
     let at6: UnsafeMutablePointer<UInt8>
+    /// Per burst: the VIP packets whose connection-table bucket pass 2 prefetches.
+    let atV: UnsafeMutablePointer<UInt8>
     let found: UnsafeMutablePointer<UInt32>
     /// VIP destinations' last bytes (Snapshot.vipAddressFilter), for the snapshot `filterSeen`.
     let vipFilter = UnsafeMutablePointer<UInt64>.allocate(capacity: 4)
@@ -335,9 +339,12 @@ struct Work {
         at4.initialize(repeating: 0, count: f.burst)
         at6 = .allocate(capacity: f.burst)
         at6.initialize(repeating: 0, count: f.burst)
+        atV = .allocate(capacity: f.burst)
+        atV.initialize(repeating: 0, count: f.burst)
         found = .allocate(capacity: f.burst)
         found.initialize(repeating: 0, count: f.burst)
         cache = NeighborCache(groups: f.nextHopGroups, ways: f.ecmpWays)
+        backendMACs = NeighborCache(groups: max(f.vipSlots * f.backendSlots, 1), ways: 1)
         clock = monotonicNs()
         icmpBucket = TokenBucket(rate: f.icmpRate, burst: f.icmpBurst, now: clock)
     }
@@ -406,8 +413,8 @@ struct Work {
 
     /// Routes one burst in three passes. 1: parse each packet (its mbuf
     /// prefetched a few ahead), find VIP traffic (whose connection-table
-    /// bucket starts loading) and collect the other packets' destinations.
-    /// 2: look all those destinations up at once, in a tight loop whose root
+    /// bucket pass 2 prefetches) and collect the other packets' destinations.
+    /// 2: prefetch those buckets and look all those destinations up at once, in a tight loop whose root
     /// loads overlap (the table is far larger than the caches and TLB; a
     /// prefetch issued between two packets' worth of work blocked retirement
     /// on its page walk, so the work could not hide it). 3: route each packet
@@ -417,12 +424,13 @@ struct Work {
                                neighbors: borrowing NeighborTable) {
         // Cached MACs hold while neither the neighbor table nor the snapshot changed.
         cache.tag = (neighbors.version &<< 24 ^ seen) | 1
+        backendMACs.tag = cache.tag
         if seen != filterSeen {
             s.vipAddressFilter(into: vipFilter)
             filterSeen = seen
         }
         for i in 0..<min(n, 4) { mbufPrefetch(rx[i]!) }
-        var n4 = 0, n6 = 0
+        var n4 = 0, n6 = 0, nV = 0
         for i in 0..<n {
             if i &+ 4 < n { mbufPrefetch(rx[i &+ 4]!) }
             let m = rx[i]!
@@ -443,7 +451,7 @@ struct Work {
                     vips[i] = vi
                     let h = FlowHash.of(p, infos[i])
                     hashes[i] = h
-                    if !infos[i].fragment { conn?.prefetch(h) }
+                    if !infos[i].fragment { atV[nV] = UInt8(truncatingIfNeeded: i); nV &+= 1 }
                     // The encapsulation writes into the headroom: a line not touched yet.
                     keel_prefetch0(p + (l3 &- 64))
                     continue // its backend's LPM entry is hot
@@ -459,6 +467,8 @@ struct Work {
                 n6 &+= 1
             }
         }
+        // Connection-table buckets of VIP flows: also far larger than the TLB reaches.
+        if let conn { for j in 0..<nV { conn.prefetch(hashes[Int(atV[j])]) } }
         if n4 > 0 {
             s.ipv4.lookupBulk(dst4, found, count: n4)
             for j in 0..<n4 { groups[Int(at4[j])] = found[j] }
@@ -656,7 +666,7 @@ struct Work {
             bc[LBCounter.backendID] = UInt64(b.load(as: UInt32.self))
         }
         switch forwarder.route(np, length: frameLength, oi, hash: flowHash, snapshot: s, neighbors: neighbors, nextHop: nextHop,
-                               cache: cache, group: group) {
+                               cache: cache, group: group, onLink: backendMACs, onLinkSlot: vi &* f.backendSlots &+ k) {
         case .forward(let out):
             emit(m, Int(out))
         case .resolve:

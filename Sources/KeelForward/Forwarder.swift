@@ -44,10 +44,13 @@ public struct Forwarder {
     }
 
     /// Routes the frame at `p` (`length` bytes) parsed into `info`. `hash` is its flow hash.
+    /// `onLink`/`onLinkSlot`: a cache for the MAC of an on-link destination that
+    /// the caller knows is fixed for the slot (the load balancer's backends).
     @inlinable
     public func route(_ p: UnsafeMutableRawPointer, length: Int, _ info: PacketInfo, hash: UInt64,
                       snapshot s: Snapshot, neighbors: borrowing NeighborTable, nextHop: UnsafeMutableRawPointer,
-                      cache: NeighborCache? = nil, group known: UInt32? = nil) -> Verdict {
+                      cache: NeighborCache? = nil, group known: UInt32? = nil,
+                      onLink: NeighborCache? = nil, onLinkSlot: Int = -1) -> Verdict {
         let l3 = Int(info.l3Offset)
         let group: UInt32
         let v4 = info.l3 == PacketInfo.ipv4
@@ -85,9 +88,12 @@ public struct Forwarder {
         if member.family != 0 {
             nextHop.copyMemory(from: member.gateway, byteCount: 16)
         } else if v4 {
+            // IPv4 mapped, as two whole words: the neighbor lookup reads it back
+            // as two words at once, and a word assembled from narrower stores
+            // cannot be forwarded from the store buffer (a stall per packet). Little-endian.
+            let raw = p.loadUnaligned(fromByteOffset: l3 + 16, as: UInt32.self)
             nextHop.storeBytes(of: 0, as: UInt64.self)
-            nextHop.storeBytes(of: UInt32(0xFFFF).bigEndian, toByteOffset: 8, as: UInt32.self)
-            (nextHop + 12).copyMemory(from: p + l3 + 16, byteCount: 4)
+            nextHop.storeBytes(of: (UInt64(raw) << 32 | UInt64(UInt32(0xFFFF).bigEndian)), toByteOffset: 8, as: UInt64.self)
         } else {
             nextHop.copyMemory(from: p + l3 + 24, byteCount: 16)
         }
@@ -105,6 +111,14 @@ public struct Forwarder {
             if w == 0 {
                 w = neighbors.lookupWord(port: port, address: nextHop)
                 if w != 0 { cache.put(group, k, w) }
+            }
+        } else if let onLink, onLinkSlot >= 0, count == 1 {
+            // A destination on the link the caller keys by slot (a VIP's backend):
+            // its MAC cached like a gateway's, under the same tag.
+            w = onLink.get(UInt32(truncatingIfNeeded: onLinkSlot), 0)
+            if w == 0 {
+                w = neighbors.lookupWord(port: port, address: nextHop)
+                if w != 0 { onLink.put(UInt32(truncatingIfNeeded: onLinkSlot), 0, w) }
             }
         } else {
             w = neighbors.lookupWord(port: port, address: nextHop)

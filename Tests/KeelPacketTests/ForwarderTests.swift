@@ -93,6 +93,41 @@ final class ForwarderTests: XCTestCase {
         XCTAssertEqual(seen, [macs["10.2.0.2"]!, macs["10.2.0.3"]!])
     }
 
+    /// An on-link destination keyed by a slot (the load balancer's backends)
+    /// gets its MAC from the slot cache, which follows a MAC change; another
+    /// slot is kept apart; without a slot the table is asked every time.
+    func testOnLinkSlotCacheFollowsTheTable() {
+        let onLink = NeighborCache(groups: 4, ways: 1)
+        var onLinkTagged = onLink
+        func route(_ dst: String, slot: Int) -> (Verdict, [UInt8]) {
+            onLinkTagged.tag = (neighbors.version << 24) | 1
+            var f = PacketBuilder.ipv4(src: "10.1.0.2", dst: dst)
+            var info = PacketInfo()
+            var nh = [UInt8](repeating: 0, count: 16)
+            let v = f.withUnsafeMutableBytes { b -> Verdict in
+                _ = Parser.parse(b.baseAddress!, length: b.count, into: &info)
+                return nh.withUnsafeMutableBytes {
+                    Forwarder().route(b.baseAddress!, length: b.count, info, hash: Forwarder.lazyHash, snapshot: snapshot,
+                                      neighbors: neighbors, nextHop: $0.baseAddress!, onLink: onLinkTagged, onLinkSlot: slot)
+                }
+            }
+            return (v, f)
+        }
+        neighbors.set(port: 1, address: IPAddress("10.2.0.7")!, mac: [0x0e, 7, 7, 7, 7, 7])
+        neighbors.set(port: 1, address: IPAddress("10.2.0.8")!, mac: [0x0e, 8, 8, 8, 8, 8])
+        for _ in 0..<2 {
+            let (v, out) = route("10.2.0.7", slot: 1)
+            XCTAssertEqual(v, .forward(port: 1))
+            XCTAssertEqual(Array(out[0..<6]), [0x0e, 7, 7, 7, 7, 7])
+        }
+        XCTAssertEqual(onLink.get(1, 0), 0, "an old tag does not answer")
+        XCTAssertEqual(Array(route("10.2.0.8", slot: 2).1[0..<6]), [0x0e, 8, 8, 8, 8, 8], "another slot, another MAC")
+        XCTAssertEqual(Array(route("10.2.0.7", slot: 1).1[0..<6]), [0x0e, 7, 7, 7, 7, 7])
+        neighbors.set(port: 1, address: IPAddress("10.2.0.7")!, mac: [0x0e, 9, 9, 9, 9, 9])
+        XCTAssertEqual(Array(route("10.2.0.7", slot: 1).1[0..<6]), [0x0e, 9, 9, 9, 9, 9], "the new MAC, not the cached one")
+        XCTAssertEqual(Array(route("10.2.0.8", slot: -1).1[0..<6]), [0x0e, 8, 8, 8, 8, 8])
+    }
+
     func testForwardIPv4ExactBytes() {
         let (v, out) = run(PacketBuilder.ipv4(src: "10.1.0.2", dst: "203.0.113.5", proto: 6, ttl: 64))
         XCTAssertEqual(v, .forward(port: 1))
