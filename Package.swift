@@ -1,4 +1,5 @@
 // swift-tools-version:6.1
+import Foundation
 import PackageDescription
 
 // Debian's DPDK 22.11. SwiftPM cannot parse libdpdk.pc (its Description spans
@@ -9,6 +10,10 @@ let dpdkSwiftFlags = dpdkCFlags.flatMap { ["-Xcc", $0] }
 let dpdkLibs = ["rte_eal", "rte_ethdev", "rte_mbuf", "rte_mempool", "rte_ring",
                 "rte_lpm", "rte_fib", "rte_rib", "rte_hash", "rte_net", "rte_kvargs",
                 "rte_telemetry", "numa"]
+
+// Tests/fuzz.sh sets KEEL_LIBFUZZER to build the fuzz targets with libFuzzer:
+// their main then hands over to libFuzzer's driver instead of replaying a corpus.
+let libFuzzer = ProcessInfo.processInfo.environment["KEEL_LIBFUZZER"] != nil
 
 let package = Package(
     name: "Keel",
@@ -72,7 +77,7 @@ let package = Package(
         // Test and benchmark inputs: the full routing table, address streams, a seeded RNG.
         .target(
             name: "KeelTestData",
-            dependencies: ["KeelTables", "KeelPacket"]
+            dependencies: ["KeelTables", "KeelPacket", "KeelAPI"]
         ),
         // The C reference of `keel-bench forward` (an l3fwd-shaped loop over rte_fib).
         .target(
@@ -140,6 +145,19 @@ let package = Package(
                            "KeelDataPlane", "KeelStats"],
             swiftSettings: [.unsafeFlags(dpdkSwiftFlags), .swiftLanguageMode(.v5)] // a test script in Swift: plain globals
         ),
+        // Fuzz targets (Tests/fuzz.sh builds them with libFuzzer and the address
+        // sanitizer; built normally, CKeelFuzzMain's main replays a corpus).
+        .target(name: "CKeelFuzzMain", cSettings: libFuzzer ? [.define("KEEL_LIBFUZZER")] : []),
+        .executableTarget(
+            name: "keel-fuzz-packet",
+            dependencies: ["CKeelFuzzMain", "KeelAPI", "KeelCompiler", "KeelDataPlane", "KeelStats", "KeelTables", "KeelTestData"],
+            swiftSettings: [.unsafeFlags(dpdkSwiftFlags), .swiftLanguageMode(.v5)]
+        ),
+        .executableTarget(
+            name: "keel-fuzz-tables",
+            dependencies: ["CKeelFuzzMain", "KeelAPI", "KeelCompiler", "KeelTables"],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
         // Test helper: epoch-swap writer and readers as processes or threads.
         .executableTarget(
             name: "keel-swaptest",
@@ -149,6 +167,8 @@ let package = Package(
         .testTarget(
             name: "KeelSnapshotTests",
             dependencies: ["KeelTables", "KeelAPI", "KeelCompiler", "KeelTestData", "KeelPacket", "KeelDataPlane", "keel-swaptest", "keel-dataplane"],
+            // (Not the fuzz targets: their entry points would clash in the test bundle;
+            // `swift build --build-tests` builds them anyway, and FuzzCorpusTests runs them.)
             swiftSettings: [.unsafeFlags(dpdkSwiftFlags)]
         ),
         .testTarget(

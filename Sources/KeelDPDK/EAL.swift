@@ -35,6 +35,9 @@ public enum EAL {
         return args
     }
 
+    nonisolated(unsafe) private static var keptArguments: [UnsafeMutablePointer<CChar>?] = []
+    nonisolated(unsafe) private static var ownedArguments: [UnsafeMutablePointer<CChar>?] = []
+
     /// Initialises the EAL once; later calls return at once.
     public static func initialize(_ arguments: [String]) throws {
         lock.lock()
@@ -42,9 +45,12 @@ public enum EAL {
         if initialized { return }
         // A failed rte_eal_init cannot be retried in the same process.
         if let failure { throw failure }
-        // Never freed: the EAL keeps pointers into argv (and permutes it while parsing).
-        var cargs = arguments.map { strdup($0) }
-        let rc = cargs.withUnsafeMutableBufferPointer { rte_eal_init(Int32($0.count), $0.baseAddress) }
+        // Kept for the life of the process: the EAL keeps pointers into argv
+        // (and permutes it while parsing).
+        // (A second list of the same strings: the EAL overwrites some entries of the first.)
+        ownedArguments = arguments.map { strdup($0) }
+        keptArguments = ownedArguments
+        let rc = keptArguments.withUnsafeMutableBufferPointer { rte_eal_init(Int32($0.count), $0.baseAddress) }
         guard rc >= 0 else {
             let e = DPDKError("rte_eal_init(\(arguments.joined(separator: " ")))")
             failure = e

@@ -214,6 +214,23 @@ public final class DataPlane {
         return lcores[0].work
     }
 
+    /// One turn of the main lcore's packet work: what the packet lcores queued
+    /// for it (neighbor misses, ARP replies, NAs), and the neighbor timers
+    /// when `timers`. Returns how many packets it took.
+    @discardableResult
+    public func slowTurn(_ rx: UnsafeMutablePointer<OpaquePointer?>, now: UInt64, timers: Bool) -> Int {
+        let n = Ring(fabric.slowRing).dequeue(rx, max: 64)
+        for i in 0..<n { slow.handle(rx[i]!, snapshot: reader.snapshot) }
+        if timers { slow.timers(now: now, snapshot: reader.snapshot) }
+        return n
+    }
+
+    /// For the fuzz target: frees the packets held for unresolved neighbors,
+    /// and counts the mbufs free in the pool (all caches included), so a
+    /// leak of one mbuf shows.
+    public func releaseHeld() { slow.releaseAll() }
+    public var freeMbufs: Int { Int(rte_mempool_avail_count(fabric.pool)) }
+
     public static func installSignalHandlers() {
         signal(SIGINT) { _ in stopRequested = 1 }
         signal(SIGTERM) { _ in stopRequested = 1 }
@@ -248,10 +265,10 @@ public final class DataPlane {
         while stopRequested == 0 && monotonicNs() < deadline {
             if case .refused(let g, let why) = acceptor.poll() { log("refused snapshot generation \(g): \(why)") }
             if reader.refresh() { snapshotChanged() }
-            let n = Ring(fabric.slowRing).dequeue(rx, max: 64)
-            for i in 0..<n { slow.handle(rx[i]!, snapshot: reader.snapshot) }
             let now = monotonicNs()
-            if now - lastTimers >= 10_000_000 { slow.timers(now: now, snapshot: reader.snapshot); lastTimers = now }
+            let timers = now - lastTimers >= 10_000_000
+            if timers { lastTimers = now }
+            let n = slowTurn(rx, now: now, timers: timers)
             if now - lastBeat >= 100_000_000 {
                 stats.beat()
                 for i in 0..<ports.count { stats.setPortUp(i, ports[i].linkUp) }

@@ -108,6 +108,15 @@ public struct PacketLcore: @unchecked Sendable {
         }
         between(false)
         reader.offline()
+        rx.deallocate(); stage.deallocate(); staged.deallocate()
+    }
+
+    /// Test entry: transmits what other lcores (or the main lcore's slow path)
+    /// queued for the ports this lcore owns, as `run`'s loop does each turn.
+    public func drainQueued() {
+        let rx = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: f.burst)
+        defer { rx.deallocate() }
+        drainOwned(rx, f.burst)
     }
 
     /// The lcore's loop; returns when `stage` says stop.
@@ -349,8 +358,16 @@ struct Work {
         icmpBucket = TokenBucket(rate: f.icmpRate, burst: f.icmpBurst, now: clock)
     }
 
-    /// Frees what init allocated that is large (the connection table).
-    func release() { conn?.deallocate() }
+    /// Frees what init allocated (an lcore's Work lives as long as its loop;
+    /// `drive` makes one per call, so it must not leak).
+    func release() {
+        conn?.deallocate()
+        cache.deallocate()
+        backendMACs.deallocate()
+        for p in [nextHop, scratch, learned, lbScratch, dst6] { p.deallocate() }
+        vipFilter.deallocate(); infos.deallocate(); results.deallocate(); vips.deallocate(); hashes.deallocate()
+        groups.deallocate(); dst4.deallocate(); at4.deallocate(); at6.deallocate(); atV.deallocate(); found.deallocate()
+    }
 
     /// Where the live-flow count of the connection table is (it walks the table
     /// a slice every 64 loop turns, so the loop never stalls on a whole scan).

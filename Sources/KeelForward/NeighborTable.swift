@@ -206,6 +206,9 @@ public struct NeighborCache: @unchecked Sendable {
     }
 
     /// Member-major: the first members of all groups sit together.
+    /// Frees the cache (its copies share the storage: call once).
+    public func deallocate() { tags.deallocate(); macs.deallocate() }
+
     @inlinable @inline(__always)
     func slot(_ group: UInt32, _ member: Int) -> Int { member &* groups &+ Int(group) }
 

@@ -15,22 +15,7 @@ final class DataplaneFixtureTests: XCTestCase {
     static let mac0: [UInt8] = [2, 0, 0, 0, 0, 1], mac1: [UInt8] = [2, 0, 0, 0, 0, 2]
     static let gw: [UInt8] = [2, 0, 0, 0, 0, 0xfe], ecmp2: [UInt8] = [2, 0, 0, 0, 0, 0x22], ecmp3: [UInt8] = [2, 0, 0, 0, 0, 0x33]
 
-    static let routing = Configuration(
-        ports: [Port(name: "p0", mac: "02:00:00:00:00:01", addresses: ["10.1.0.1/24", "2001:db8:1::1/64"]),
-                Port(name: "p1", mac: "02:00:00:00:00:02", addresses: ["10.2.0.1/24", "2001:db8:2::1/64"], mtu: 1400)],
-        routes: [Route(prefix: "203.0.113.0/24", nextHops: [NextHop(gateway: "10.2.0.254")]),
-                 Route(prefix: "198.51.100.0/24", nextHops: [NextHop(gateway: "10.2.0.2"), NextHop(gateway: "10.2.0.3")]),
-                 Route(prefix: "100.64.0.0/16", nextHops: [NextHop(gateway: "10.2.0.99")]),
-                 Route(prefix: "192.0.2.0/25", blackhole: true),
-                 Route(prefix: "2001:db8:ff::/48", nextHops: [NextHop(gateway: "2001:db8:2::fe")]),
-                 Route(prefix: "2001:db8:dead::/48", blackhole: true)],
-        neighbors: [Neighbor(address: "10.2.0.254", mac: "02:00:00:00:00:fe", port: "p1"),
-                    Neighbor(address: "10.2.0.2", mac: "02:00:00:00:00:22", port: "p1"),
-                    Neighbor(address: "10.2.0.3", mac: "02:00:00:00:00:33", port: "p1"),
-                    Neighbor(address: "2001:db8:2::fe", mac: "02:00:00:00:00:fe", port: "p1"),
-                    Neighbor(address: "10.1.0.2", mac: "02:00:00:00:00:0a", port: "p0"),
-                    Neighbor(address: "2001:db8:1::2", mac: "02:00:00:00:00:0a", port: "p0")],
-        vips: [])
+    static let routing = FixtureConfigs.routing
 
     struct Case {
         let name: String
@@ -277,6 +262,7 @@ final class DataplaneFixtureTests: XCTestCase {
         let cases = Self.cases()
         XCTAssertGreaterThanOrEqual(cases.count, 40)
         let inputs = [cases.filter { $0.port == 0 }.map(\.frame), cases.filter { $0.port == 1 }.map(\.frame)]
+        FuzzCorpus.checkSeeds(cases.map(\.frame))
         let r = try DataplaneRun.run(Self.routing, inputs: inputs, seconds: 2.5, pipeline: pipeline, taps: true,
                                      extraYAML: "neighbors: {retries: 2, retry_ms: 300}\n")
         XCTAssertEqual(r.status, 0, r.log)

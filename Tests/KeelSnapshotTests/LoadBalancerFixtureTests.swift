@@ -14,36 +14,7 @@ final class LoadBalancerFixtureTests: XCTestCase {
     static let mac0: [UInt8] = [2, 0, 0, 0, 0, 1], mac1: [UInt8] = [2, 0, 0, 0, 0, 2]
     static func bmac(_ last: UInt8) -> [UInt8] { [2, 0, 0, 0, 1, last] }
 
-    static let config: Configuration = {
-        var c = Configuration(
-            ports: [Port(name: "p0", mac: "02:00:00:00:00:01", addresses: ["10.1.0.1/24", "2001:db8:1::1/64"]),
-                    Port(name: "p1", mac: "02:00:00:00:00:02", addresses: ["10.2.0.1/24", "2001:db8:2::1/64"], mtu: 1400)],
-            routes: [Route(prefix: "203.0.113.0/24", nextHops: [NextHop(gateway: "10.2.0.254")])],
-            neighbors: [Neighbor(address: "10.2.0.254", mac: "02:00:00:00:00:fe", port: "p1"),
-                        Neighbor(address: "10.1.0.2", mac: "02:00:00:00:00:0a", port: "p0"),
-                        Neighbor(address: "2001:db8:1::2", mac: "02:00:00:00:00:0a", port: "p0")]
-                + [11, 12, 13, 14, 17, 18].map { Neighbor(address: "10.2.0.\($0)", mac: "02:00:00:00:01:\(String(format: "%02x", $0))", port: "p1") }
-                + [Neighbor(address: "2001:db8:2::11", mac: "02:00:00:00:01:11", port: "p1"),
-                   Neighbor(address: "2001:db8:2::16", mac: "02:00:00:00:01:16", port: "p1")],
-            vips: [])
-        c.vips = [
-            VIP(id: 1, address: "192.0.2.10", protocol: "tcp", port: 80, tableSize: 4099,
-                backends: [Backend(id: 1, address: "10.2.0.11"), Backend(id: 2, address: "10.2.0.12")]),
-            VIP(id: 2, address: "192.0.2.20", protocol: "udp", encap: Encap(type: "gue", port: 6080), tableSize: 4099,
-                backends: [Backend(id: 3, address: "10.2.0.13"), Backend(id: 7, address: "10.2.0.17"), Backend(id: 8, address: "10.2.0.18")]),
-            VIP(id: 3, address: "2001:db8:f::10", protocol: "tcp", port: 443, tableSize: 4099,
-                backends: [Backend(id: 4, address: "2001:db8:2::11")]),
-            VIP(id: 4, address: "2001:db8:f::20", protocol: "udp", port: 53, encap: Encap(type: "gue", port: 6080), tableSize: 4099,
-                backends: [Backend(id: 5, address: "10.2.0.14")]),
-            VIP(id: 5, address: "192.0.2.30", protocol: "tcp", port: 80, tableSize: 4099,
-                backends: [Backend(id: 6, address: "2001:db8:2::16")]),
-            VIP(id: 6, address: "192.0.2.40", protocol: "tcp", port: 80, tableSize: 4099,
-                backends: [Backend(id: 9, address: "10.2.0.11", state: "drain")]),
-            VIP(id: 7, address: "2001:db8:f::30", protocol: "udp", port: 53, encap: Encap(type: "gue", port: 6081), tableSize: 4099,
-                backends: [Backend(id: 10, address: "2001:db8:2::11")]),
-        ]
-        return c
-    }()
+    static let config = FixtureConfigs.loadBalancing
 
     static func be16(_ v: Int) -> [UInt8] { [UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)] }
     static func v4(_ s: String) -> [UInt8] { let a = IPv4Prefix.parseAddress(s)!; return [UInt8(a >> 24), UInt8(a >> 16 & 255), UInt8(a >> 8 & 255), UInt8(a & 255)] }
@@ -148,6 +119,7 @@ final class LoadBalancerFixtureTests: XCTestCase {
         // 16: VIP 6's only backend is drained: no new flows.
         let drained = T.client(B.ipv4(src: "10.1.0.2", dst: "192.0.2.40", proto: 6, srcPort: 40010, dstPort: 80))
         frames = [syn, ack, udp, tcp6, udp6in4, tcp4in6, udp6gue6, plain, otherPort, frag1, frag2, icmpQuoting, bigDF, bigNoDF, big6, drained]
+        FuzzCorpus.checkSeeds(frames)
         // Later fragments carry no ports; the 3-tuple hash of both fragments is the same.
         frag2 = frames[10]
 
