@@ -62,4 +62,4 @@ swift test -c release --skip-build
 # The packet path and the tables readers under libFuzzer and the address
 # sanitizer, from the corpus in Tests/Fuzz, for a bounded time each.
 echo "== fuzzing"
-bash Tests/fuzz.sh 90
+bash Tests/fuzz.sh 60

@@ -234,16 +234,18 @@ public enum SnapshotVerifier {
             throw SnapshotError.corrupt("limits out of range")
         }
         let layout = SnapshotLayout(limits)
-        let length = Int(slot.load(fromByteOffset: SnapshotLayout.oLength, as: UInt64.self))
-        guard length == layout.length else { throw SnapshotError.corrupt("length \(length) does not match the limits' layout (\(layout.length))") }
+        // Compared as stored (UInt64): converting a corrupt value to Int first would trap.
+        let stored = slot.load(fromByteOffset: SnapshotLayout.oLength, as: UInt64.self)
+        let length = Int(truncatingIfNeeded: stored)
+        guard stored == UInt64(layout.length) else { throw SnapshotError.corrupt("length \(length) does not match the limits' layout (\(layout.length))") }
         guard length <= available else { throw SnapshotError.corrupt("snapshot of \(length) bytes exceeds its slot (\(available) bytes): truncated file?") }
         let count = Int(slot.load(fromByteOffset: SnapshotLayout.oSectionCount, as: UInt32.self))
         guard count == SnapshotLayout.Section.allCases.count else { throw SnapshotError.corrupt("\(count) sections") }
         for (i, s) in SnapshotLayout.Section.allCases.enumerated() {
             let o = SnapshotLayout.oSections + 24 * i
             guard slot.load(fromByteOffset: o, as: UInt32.self) == s.rawValue,
-                  Int(slot.load(fromByteOffset: o + 8, as: UInt64.self)) == layout.offset(s),
-                  Int(slot.load(fromByteOffset: o + 16, as: UInt64.self)) == layout.lengths[s]! else {
+                  slot.load(fromByteOffset: o + 8, as: UInt64.self) == UInt64(layout.offset(s)),
+                  slot.load(fromByteOffset: o + 16, as: UInt64.self) == UInt64(layout.lengths[s]!) else {
                 throw SnapshotError.corrupt("section table entry \(i) does not match the layout")
             }
         }

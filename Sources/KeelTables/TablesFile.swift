@@ -135,9 +135,11 @@ public final class TablesFile: @unchecked Sendable {
         }
         let layout = SnapshotLayout(limits)
         let (slot0, total) = fileSize(layout, readers: readers)
-        guard Int(p.load(fromByteOffset: oSlotSize, as: UInt64.self)) == layout.length,
-              Int(p.load(fromByteOffset: oSlot0, as: UInt64.self)) == slot0,
-              Int(p.load(fromByteOffset: oFileSize, as: UInt64.self)) == total else {
+        // Compared as stored (UInt64): converting a corrupt value to Int first
+        // trapped (found by keel-fuzz-tables).
+        guard p.load(fromByteOffset: oSlotSize, as: UInt64.self) == UInt64(layout.length),
+              p.load(fromByteOffset: oSlot0, as: UInt64.self) == UInt64(slot0),
+              p.load(fromByteOffset: oFileSize, as: UInt64.self) == UInt64(total) else {
             throw fail("header sizes do not match its limits")
         }
         guard actual >= total else { throw fail("truncated: \(actual) bytes, the header says \(total)") }

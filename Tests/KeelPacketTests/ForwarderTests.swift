@@ -50,23 +50,28 @@ final class ForwarderTests: XCTestCase {
         return (v, f)
     }
 
+    /// `route` with the lcore's caches: the gateways' `cache`, an on-link `slot` in `onLink`.
+    func routeCached(_ frame: [UInt8], cache: NeighborCache? = nil, onLink: NeighborCache? = nil, slot: Int = -1) -> (Verdict, [UInt8]) {
+        var f = frame
+        var info = PacketInfo()
+        var nh = [UInt8](repeating: 0, count: 16)
+        let v = f.withUnsafeMutableBytes { b -> Verdict in
+            _ = Parser.parse(b.baseAddress!, length: b.count, into: &info)
+            return nh.withUnsafeMutableBytes {
+                Forwarder().route(b.baseAddress!, length: b.count, info, hash: Forwarder.lazyHash, snapshot: snapshot,
+                                  neighbors: neighbors, nextHop: $0.baseAddress!, cache: cache, onLink: onLink, onLinkSlot: slot)
+            }
+        }
+        return (v, f)
+    }
+
     /// The per-lcore MAC cache gives the table's answer, and follows a MAC
     /// change (the table's version moves the tag) and a forgotten neighbor.
     func testNeighborCacheFollowsTheTable() {
         var cache = NeighborCache(groups: SnapshotLimits.small.nextHopGroups, ways: SnapshotLimits.small.ecmpWays)
         func route(_ frame: [UInt8]) -> (Verdict, [UInt8]) {
             cache.tag = (neighbors.version << 24) | 1
-            var f = frame
-            var info = PacketInfo()
-            var nh = [UInt8](repeating: 0, count: 16)
-            let v = f.withUnsafeMutableBytes { b -> Verdict in
-                _ = Parser.parse(b.baseAddress!, length: b.count, into: &info)
-                return nh.withUnsafeMutableBytes {
-                    Forwarder().route(b.baseAddress!, length: b.count, info, hash: Forwarder.lazyHash, snapshot: snapshot,
-                                      neighbors: neighbors, nextHop: $0.baseAddress!, cache: cache)
-                }
-            }
-            return (v, f)
+            return routeCached(frame, cache: cache)
         }
         let frame = PacketBuilder.ipv4(src: "10.1.0.2", dst: "203.0.113.5")
         for _ in 0..<2 {
@@ -101,17 +106,7 @@ final class ForwarderTests: XCTestCase {
         var onLinkTagged = onLink
         func route(_ dst: String, slot: Int) -> (Verdict, [UInt8]) {
             onLinkTagged.tag = (neighbors.version << 24) | 1
-            var f = PacketBuilder.ipv4(src: "10.1.0.2", dst: dst)
-            var info = PacketInfo()
-            var nh = [UInt8](repeating: 0, count: 16)
-            let v = f.withUnsafeMutableBytes { b -> Verdict in
-                _ = Parser.parse(b.baseAddress!, length: b.count, into: &info)
-                return nh.withUnsafeMutableBytes {
-                    Forwarder().route(b.baseAddress!, length: b.count, info, hash: Forwarder.lazyHash, snapshot: snapshot,
-                                      neighbors: neighbors, nextHop: $0.baseAddress!, onLink: onLinkTagged, onLinkSlot: slot)
-                }
-            }
-            return (v, f)
+            return routeCached(PacketBuilder.ipv4(src: "10.1.0.2", dst: dst), onLink: onLinkTagged, slot: slot)
         }
         neighbors.set(port: 1, address: IPAddress("10.2.0.7")!, mac: [0x0e, 7, 7, 7, 7, 7])
         neighbors.set(port: 1, address: IPAddress("10.2.0.8")!, mac: [0x0e, 8, 8, 8, 8, 8])
