@@ -233,6 +233,7 @@ public enum SnapshotVerifier {
               limits.vips < 1 << 20, limits.backendsPerVIP <= 65535, limits.maglevMaxSize < 1 << 25 else {
             throw SnapshotError.corrupt("limits out of range")
         }
+        guard SnapshotLayout.fits(limits) else { throw SnapshotError.corrupt("limits need a slot over \(SnapshotLayout.maxLength >> 30) GiB") }
         let layout = SnapshotLayout(limits)
         // Compared as stored (UInt64): converting a corrupt value to Int first would trap.
         let stored = slot.load(fromByteOffset: SnapshotLayout.oLength, as: UInt64.self)

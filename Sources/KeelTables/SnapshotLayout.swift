@@ -33,12 +33,9 @@ public struct SnapshotLayout: Hashable, Sendable {
     /// 64 KiB chunks covering the whole slot (the header's and the table's own have entry 0).
     public var chunkCount: Int { (length + DirtyChunks.chunkSize - 1) >> DirtyChunks.chunkShift }
 
-    public init(_ limits: SnapshotLimits) {
-        self.limits = limits
-        var slots = 1
-        while slots < limits.vips * 2 { slots <<= 1 }
-        vipHashSlots = slots
-        let sizes: [(Section, Int, Int)] = [
+    /// (section, bytes, alignment) in slot order; the chunk table's size is set by init.
+    static func sections(_ limits: SnapshotLimits, vipHashSlots slots: Int) -> [(Section, Int, Int)] {
+        [
             // (section, bytes, alignment): LPM roots on 2 MiB for huge pages, the rest on chunk boundaries.
             (.chunkTable, 0, 1 << 16), // sized below
             (.ipv4, IPv4LPM.regionSize(tbl8Groups: limits.ipv4Groups), 2 << 20),
@@ -52,6 +49,36 @@ public struct SnapshotLayout: Hashable, Sendable {
             (.backends, limits.vips * limits.backendsPerVIP * SnapshotLayout.backendSize, 1 << 16),
             (.maglev, limits.vips * limits.maglevMaxSize * 2, 1 << 16),
         ]
+    }
+
+    /// The largest slot a layout may have: far above any real table (the full
+    /// Internet table needs 214 MiB), and below where the chunk table's sizing
+    /// holds. A header whose limits need more is corrupt.
+    public static let maxLength = 16 << 30
+
+    /// Whether `limits` give a slot of at most `maxLength` bytes (checked
+    /// before a layout is made from a header that may be corrupt).
+    public static func fits(_ limits: SnapshotLimits) -> Bool {
+        guard limits.vips >= 0, limits.vips < 1 << 24 else { return false }
+        var total = headerSize
+        for (_, size, align) in sections(limits, vipHashSlots: hashSlots(limits)) {
+            total = (total + align - 1) / align * align + size
+            if size < 0 || total > maxLength { return false }
+        }
+        return true
+    }
+
+    static func hashSlots(_ limits: SnapshotLimits) -> Int {
+        var slots = 1
+        while slots < limits.vips * 2 { slots <<= 1 }
+        return slots
+    }
+
+    public init(_ limits: SnapshotLimits) {
+        self.limits = limits
+        let slots = SnapshotLayout.hashSlots(limits)
+        vipHashSlots = slots
+        let sizes = SnapshotLayout.sections(limits, vipHashSlots: slots)
         // The chunk table needs one u32 per 64 KiB of everything after the header.
         var approx = SnapshotLayout.headerSize
         for (_, size, align) in sizes { approx = (approx + align - 1) / align * align + size }

@@ -71,6 +71,7 @@ public final class TablesFile: @unchecked Sendable {
     /// Creates a new file (it must not exist), both slots empty.
     public static func create(path: String, limits: SnapshotLimits, readers: Int) throws -> TablesFile {
         guard readers > 0 && readers <= 1024 else { throw Failure.invalid("reader lines must be 1...1024, not \(readers)") }
+        guard SnapshotLayout.fits(limits) else { throw Failure.invalid("these limits need a slot over \(SnapshotLayout.maxLength >> 30) GiB") }
         let layout = SnapshotLayout(limits)
         let (slot0, total) = fileSize(layout, readers: readers)
         let fd = Glibc.open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
@@ -133,6 +134,8 @@ public final class TablesFile: @unchecked Sendable {
               limits.nextHopGroups < 1 << 24, limits.backendsPerVIP <= 65535, limits.neighbors < 1 << 24, limits.ports < 4096 else {
             throw fail("header limits out of range")
         }
+        // Each limit in range, and together a slot the layout can hold (found by keel-fuzz-tables).
+        guard SnapshotLayout.fits(limits) else { throw fail("header limits need a slot over \(SnapshotLayout.maxLength >> 30) GiB") }
         let layout = SnapshotLayout(limits)
         let (slot0, total) = fileSize(layout, readers: readers)
         // Compared as stored (UInt64): converting a corrupt value to Int first
