@@ -172,7 +172,7 @@ public actor ControlPlane {
                 republishCompiled()
             }
             if let e = error as? ChangeError { throw e }
-            throw ChangeError.store("\(error)")
+            throw ChangeError.store(store.failure(error))
         }
         compiler.commit()
         if result.changed == 0 { result.revision = try store.latestRevision() }
@@ -235,12 +235,12 @@ public actor ControlPlane {
             compiler.rollback()
             if let e = e as? ConfigError { return ChangeError.invalid(e) }
             if e is ChangeError { return e }
-            return ChangeError.store("\(e)")
+            return ChangeError.store(store.failure(e))
         }
         if let f = job.failure {
             job.finished.wait()
             compiler.rollback()
-            throw ChangeError.store("\(f)")
+            throw ChangeError.store(store.failure(f))
         }
         if let compileError { throw abandon(compileError) }
         if job.changed == 0 {
@@ -255,7 +255,7 @@ public actor ControlPlane {
             // Published but not stored: put the old content back.
             compiler.rollback()
             republishCompiled()
-            throw ChangeError.store("\(f)")
+            throw ChangeError.store(store.failure(f))
         }
         compiler.commit()
         let t3 = DispatchTime.now().uptimeNanoseconds

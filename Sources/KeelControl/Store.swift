@@ -18,6 +18,8 @@ import KeelAPI
 /// any task (WAL readers do not block the writer).
 public final class Store: Sendable {
     public let db: any DatabaseWriter
+    /// The database file (nil: in memory).
+    public let path: String?
 
     /// The kinds of object, each with its own table of the same shape.
     public enum Kind: String, CaseIterable, Sendable, Codable {
@@ -39,8 +41,39 @@ public final class Store: Sendable {
             // 64 MiB of page cache: a full-table load touches ~200 MB of table and index pages.
             try db.execute(sql: "PRAGMA cache_size = -65536")
         }
-        db = try DatabasePool(path: path, configuration: config)
+        let pool = try DatabasePool(path: path, configuration: config)
+        // Again on the writer, after the pool is open: GRDB's WAL set-up runs
+        // after prepareDatabase and lowers it to NORMAL, which keeps commits
+        // across kill -9 but not across a crash of the OS or the disk
+        // (DiskFaultTests lost ten acknowledged writes that way).
+        if !config.readonly {
+            try pool.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA synchronous = FULL")
+                guard try Int.fetchOne(db, sql: "PRAGMA synchronous") == 2 else {
+                    throw DatabaseError(message: "PRAGMA synchronous = FULL did not take")
+                }
+            }
+        }
+        db = pool
+        self.path = path
         try Store.migrator.migrate(db)
+    }
+
+    /// Why a write failed, for the 503 an operator reads: the faults a disk
+    /// gives (full, read-only, failing) named as such, with SQLite's words.
+    /// (A filesystem that ext4 turned read-only after errors still says rw in
+    /// statvfs, hence SQLite's result code rather than the mount flags.)
+    public func failure(_ error: Error) -> String {
+        guard let e = error as? DatabaseError else { return "\(error)" }
+        let sqlite = "SQLite: \(e.message ?? "\(e.resultCode)")"
+        let dir = path.map { ($0 as NSString).deletingLastPathComponent } ?? "memory"
+        switch e.resultCode {
+        case .SQLITE_FULL: return "the disk holding the database (\(dir)) is full; \(sqlite)"
+        case .SQLITE_READONLY: return "the database (\(dir)) is read-only; \(sqlite)"
+        case .SQLITE_IOERR:
+            return "the disk holding the database (\(dir)) failed a write (an I/O error, or a filesystem gone read-only after errors); \(sqlite)"
+        default: return sqlite
+        }
     }
 
     /// An in-memory store (unit tests).
@@ -48,6 +81,7 @@ public final class Store: Sendable {
         var config = GRDB.Configuration()
         config.foreignKeysEnabled = true
         db = try DatabaseQueue(configuration: config)
+        path = nil
         try Store.migrator.migrate(db)
     }
 
