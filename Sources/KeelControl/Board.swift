@@ -37,7 +37,14 @@ public final class Board: Sendable {
 
     /// The newest generation this process published, and how many ns ago.
     public var lastPublish: (generation: UInt64, ageNs: UInt64) {
-        let now = DispatchTime.now().uptimeNanoseconds
-        return state.withLock { ($0.published.generation, $0.published.at == 0 ? 0 : now - $0.published.at) }
+        state.withLock {
+            // The clock is read under the lock: read before it, a publish
+            // that got the lock first was "later than now", and the
+            // subtraction trapped (a status request racing a write killed
+            // keel-control under 100 concurrent clients).
+            let now = DispatchTime.now().uptimeNanoseconds
+            let at = $0.published.at
+            return ($0.published.generation, at == 0 || at > now ? 0 : now - at)
+        }
     }
 }

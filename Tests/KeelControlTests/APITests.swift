@@ -253,3 +253,24 @@ final class OpenAPITests: XCTestCase {
         XCTAssertEqual(documented.subtracting(served).sorted(), [], "documented but not served")
     }
 }
+
+final class BoardTests: XCTestCase {
+    /// `lastPublish` racing `published` from other threads (as status
+    /// requests race writes). It trapped on an unsigned underflow when the
+    /// clock was read before the lock.
+    func testLastPublishRacesPublishes() {
+        let b = Board()
+        DispatchQueue.concurrentPerform(iterations: 4) { t in
+            for i in 0..<300_000 {
+                if t == 0 {
+                    b.published(UInt64(i + 1))
+                } else {
+                    let (g, age) = b.lastPublish
+                    XCTAssertLessThanOrEqual(g, 300_000)
+                    if age > 60_000_000_000 { XCTFail("age \(age) ns") }
+                }
+            }
+        }
+        XCTAssertEqual(b.lastPublish.generation, 300_000)
+    }
+}

@@ -310,6 +310,85 @@ final class ProcessTests: XCTestCase {
     }
 }
 
+/// The admin API under 100 concurrent clients, each on its own keep-alive
+/// connection, all opened before any request: every answer correct (a client
+/// reads back each route it wrote), writes serialised (one revision each, no
+/// gap, no repeat), memory bounded.
+final class ConcurrentClientTests: XCTestCase {
+    func testHundredConcurrentClients() throws {
+        let c = try ControlProcess()
+        defer { c.cleanup() }
+        try c.start()
+        XCTAssertEqual(c.http("PUT", "/v1/config", body: #"{"ports":[{"name":"p1","mac":"02:00:00:00:00:02","addresses":["10.2.0.1/24"]}]}"#).0, 200)
+        func rss() -> Int {
+            let s = (try? String(contentsOfFile: "/proc/\(c.process!.processIdentifier)/status", encoding: .utf8)) ?? ""
+            return Int(s.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }?.split(whereSeparator: \.isWhitespace)[1] ?? "") ?? -1
+        }
+        let script = c.dir + "/clients.py", result = c.dir + "/clients.json"
+        try """
+        import http.client, json, sys, threading, time
+        port, token, clients, rounds = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+        H = {'Authorization': 'Bearer ' + token, 'Content-Type': 'application/json'}
+        ready = threading.Barrier(clients)
+        out = {'revisions': [], 'errors': [], 'requests': 0, 'connected': 0}
+        lock = threading.Lock()
+        def client(i):
+            conn = http.client.HTTPConnection('127.0.0.1', port, timeout=60); conn.connect()
+            with lock: out['connected'] += 1
+            ready.wait()
+            def call(method, path, body=None):
+                conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=H)
+                r = conn.getresponse(); data = r.read()
+                with lock: out['requests'] += 1
+                return r.status, data
+            for j in range(rounds):
+                prefix = '10.%d.%d.0/24' % (100 + i // 2, (i % 2) * 100 + j)
+                status, data = call('POST', '/v1/routes', {'prefix': prefix, 'next_hops': [{'gateway': '10.2.0.2'}]})
+                if status != 200:
+                    with lock: out['errors'].append('POST %s: %d %s' % (prefix, status, data[:200])); continue
+                with lock: out['revisions'].append(json.loads(data)['revision'])
+                status, data = call('GET', '/v1/routes/' + prefix)
+                if status != 200 or json.loads(data).get('prefix') != prefix:
+                    with lock: out['errors'].append('GET %s: %d %s' % (prefix, status, data[:200]))
+                status, data = call('GET', '/v1/status' if j % 2 else '/v1/revisions?limit=5')
+                if status != 200:
+                    with lock: out['errors'].append('read: %d %s' % (status, data[:200]))
+            conn.close()
+        t0 = time.time()
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+        for t in threads: t.start()
+        for t in threads: t.join(120)
+        out['seconds'] = time.time() - t0
+        json.dump(out, open(sys.argv[5], 'w'))
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        let before = rss()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        p.arguments = [script, String(c.port), c.token, "100", "10", result]
+        try p.run()
+        var peak = before
+        let end = Date().addingTimeInterval(180)
+        while p.isRunning && Date() < end { peak = max(peak, rss()); usleep(50_000) }
+        if p.isRunning { p.terminate() }
+        p.waitUntilExit()
+        let after = rss()
+        XCTAssertEqual(c.process?.isRunning, true, "keel-control died under 100 clients: \(((try? String(contentsOfFile: c.log, encoding: .utf8)) ?? "").suffix(3000))")
+        let out = (try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: result)))) as? [String: Any] ?? [:]
+        let revisions = (out["revisions"] as? [Int]) ?? []
+        let errors = (out["errors"] as? [String]) ?? []
+        XCTAssertEqual(out["connected"] as? Int, 100, "not every client connected")
+        XCTAssertEqual(errors, [], "wrong or failed answers")
+        XCTAssertEqual(revisions.count, 1000)
+        // Serialised: revision 1 is the first PUT; the 1,000 writes are 2...1001, each once.
+        XCTAssertEqual(revisions.sorted(), Array(2...1001), "writes not serialised into one revision each")
+        let (status, body) = c.http("GET", "/v1/routes?limit=5000")
+        XCTAssertEqual(status, 200)
+        XCTAssertEqual(body.components(separatedBy: "\"prefix\"").count - 1, 1000, "routes stored")
+        XCTAssertLessThan(peak - before, 128 * 1024, "keel-control's RSS grew by \(peak - before) KiB under 100 clients")
+        print("100 concurrent clients: \(out["requests"] ?? 0) requests in \(String(format: "%.1f", out["seconds"] as? Double ?? 0)) s, \(errors.count) errors; revisions \(revisions.min() ?? 0)...\(revisions.max() ?? 0), \(Set(revisions).count) distinct; RSS \(before) KiB before, peak \(peak), after \(after)")
+    }
+}
+
 /// schemathesis (from PyPI; Tests/run.sh installs it in /opt/keel-venv)
 /// against a live keel-control: no server error, no status, content type or
 /// body outside docs/openapi.yaml.
