@@ -12,7 +12,8 @@
 #
 # Usage (as root):
 #   lab.sh demo      install, build, start, show ping/traceroute/curl/iperf3 and the counters, clean up
-#   lab.sh up        create the lab and start keel-dataplane in the background (LAB=name to run several)
+#   lab.sh up        create the lab and start keel-dataplane in the background (LAB=name to run several),
+#                    restarted when it ends, like systemd does on the appliance
 #   lab.sh down      stop it and remove everything it created
 #   lab.sh stats     the data plane's counters
 #   lab.sh publish FILE   make FILE (routes, VIPs: the keelctl apply schema) the running lab's configuration
@@ -152,23 +153,23 @@ ports:
 mempool: {mbufs: 8191}
 conntrack: {flows: 65536}
 YAML
-    # Its own session, stdin from /dev/null, and none of the caller's other
+    # The data plane runs under a supervisor (supervise below), in its own
+    # session, stdin from /dev/null, and none of the caller's other
     # descriptors: a caller that waits for EOF on a pipe (command substitution,
     # Foundation's Process) must not wait for the data plane too.
+    : > "$RUN/dataplane.log"
     (
         for fd in $(ls /proc/$BASHPID/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done
-        exec setsid ip netns exec "$(ns router)" "$BIN/keel-dataplane" --config "$RUN/dataplane.yaml" -- \
-            --no-pci --no-huge -m 512 --no-shconf --file-prefix "$LAB" --log-level lib.eal:error \
-            </dev/null >"$RUN/dataplane.log" 2>&1
+        exec setsid bash "$here/lab.sh" supervise </dev/null >>"$RUN/dataplane.log" 2>&1
     ) &
-    echo $! > "$RUN/dataplane.pid"
+    echo $! > "$RUN/supervisor.pid"
     # Ready when it says so and the TAPs carry the router's addresses.
     for _ in $(seq 1 100); do
         if grep -q "running:" "$RUN/dataplane.log" && inns router ip -4 addr show dev "${LAB}-p0" 2>/dev/null | grep -q 10.1.0.1; then
             echo "lab $LAB is up (data plane pid $(cat "$RUN/dataplane.pid"), log $RUN/dataplane.log)"
             return 0
         fi
-        kill -0 "$(cat "$RUN/dataplane.pid")" 2>/dev/null || break
+        kill -0 "$(cat "$RUN/supervisor.pid")" 2>/dev/null || break
         sleep 0.1
     done
     echo "lab.sh: keel-dataplane did not come up:" >&2
@@ -242,8 +243,35 @@ control_start() {
     exit 1
 }
 
+# keel-dataplane restarted whenever it ends, as systemd does on the appliance
+# (keel-dataplane.service: Restart=always, RestartSec=500ms, but not after
+# exit status 2, a bad configuration). A restart re-attaches to the tables
+# file as it is. dataplane.pid holds the running data plane's pid; each start
+# is a line in restarts. SIGTERM stops the data plane, then the loop.
+supervise() {
+    local child="" rc
+    trap '[ -n "$child" ] && kill -TERM "$child" 2>/dev/null; wait "$child" 2>/dev/null; exit 0' TERM INT
+    while :; do
+        ip netns exec "$(ns router)" "$BIN/keel-dataplane" --config "$RUN/dataplane.yaml" -- \
+            --no-pci --no-huge -m 512 --no-shconf --file-prefix "$LAB" --log-level lib.eal:error </dev/null &
+        child=$!
+        echo "$child" > "$RUN/dataplane.pid"
+        echo "$(date +%s.%N) start $child" >> "$RUN/restarts"
+        rc=0; wait "$child" || rc=$?
+        echo "lab.sh supervise: keel-dataplane (pid $child) ended with status $rc"
+        [ "$rc" -eq 2 ] && exit 2
+        sleep 0.5
+    done
+}
+
 down() {
     [ -f "$RUN/control.pid" ] && kill -TERM "$(cat "$RUN/control.pid")" 2>/dev/null || true
+    if [ -f "$RUN/supervisor.pid" ]; then
+        local sup; sup=$(cat "$RUN/supervisor.pid")
+        kill -TERM "$sup" 2>/dev/null || true
+        for _ in $(seq 1 60); do kill -0 "$sup" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$sup" 2>/dev/null || true
+    fi
     if [ -f "$RUN/dataplane.pid" ]; then
         local pid; pid=$(cat "$RUN/dataplane.pid")
         if kill -0 "$pid" 2>/dev/null; then
@@ -334,6 +362,7 @@ case "${1:-}" in
     publish) shift; publish "$1" ;;
     keelctl) shift; lab_keelctl "$@" ;;
     control-start) need_root; control_start ;;
+    supervise) supervise ;;
     exec) shift; n="$1"; shift; inns "$n" "$@" ;;
     *) sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -353,10 +353,9 @@ struct AdminAPI: Sendable {
         var dataplane: [String: Any] = ["running": false]
         var ports: [[String: Any]] = []
         if let path = deps.statsPath, let s = try? StatsFile.open(path: path) {
-            let beat = s.heartbeatNs
-            let ageMs = beat == 0 ? -1 : Int((Int64(bitPattern: realtimeNs()) - Int64(bitPattern: beat)) / 1_000_000)
-            dataplane = ["running": beat != 0 && ageMs < 2000, "pid": Int(s.pid), "heartbeat_age_ms": ageMs, "generation": s.generation,
-                         "flows": Int(s.total(Counter.liveFlows))]
+            let live = DataplaneLiveness(s)
+            dataplane = ["running": live.running, "pid": Int(s.pid), "process_alive": live.processAlive, "heartbeat_age_ms": live.heartbeatAgeMs,
+                         "generation": s.generation, "flows": Int(s.total(Counter.liveFlows))]
             for i in 0..<s.ports { ports.append(["name": s.portName(i), "up": s.portUp(i)]) }
         }
         out["dataplane"] = dataplane

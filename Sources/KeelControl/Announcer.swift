@@ -66,9 +66,19 @@ public final class Announcer: Service, Sendable {
     public var current: State { state.withLock { $0 } }
 
     public func run() async throws {
+        // A full round once a second; in between, the data plane's liveness
+        // every 200 ms, and a round at once when it changes: a killed data
+        // plane is withdrawn within 200 ms, not at the next full round (a
+        // supervisor restarting it in a second could hide it from that).
+        var last = DispatchTime.now().uptimeNanoseconds
+        tick()
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            tick()
-            try? await Task.sleep(for: .seconds(1))
+            try? await Task.sleep(for: .milliseconds(200))
+            let now = DispatchTime.now().uptimeNanoseconds
+            if now - last >= 1_000_000_000 || Announcer.dataplaneFresh(statsPath: statsPath) != current.dataplaneFresh {
+                tick()
+                last = now
+            }
         }
         // Shutting down: keel-control going away does not stop the data plane,
         // so the announcements stay as they are (BIRD keeps them); a stopped
@@ -82,6 +92,15 @@ public final class Announcer: Service, Sendable {
         let health = board.allHealth.mapValues(\.healthy)
         let announce = Announcer.announced(config, health: health, dataplaneFresh: fresh)
         var s = State(configured: config.bgp != nil, drained: config.bgp?.drain ?? false, dataplaneFresh: fresh, announced: announce)
+        let before = current
+        if s.configured && before.dataplaneFresh != fresh {
+            if fresh {
+                logger.info("data plane running: announcing", metadata: ["announced": "\(announce.joined(separator: " "))"])
+            } else if before.configured {
+                logger.warning("data plane not running (heartbeat stale or process gone): announcements withdrawn",
+                               metadata: ["withdrawn": "\(before.announced.joined(separator: " "))"])
+            }
+        }
         if let path = settings.config {
             let text = Announcer.birdConfig(config, announced: announce)
             if applied.withLock({ $0 }) != text {
@@ -187,9 +206,7 @@ public final class Announcer: Service, Sendable {
     }
 
     static func dataplaneFresh(statsPath: String?) -> Bool {
-        guard let path = statsPath, let s = try? StatsFile.open(path: path) else { return false }
-        let beat = s.heartbeatNs
-        return beat != 0 && (Int64(bitPattern: realtimeNs()) - Int64(bitPattern: beat)) < 2_000_000_000
+        DataplaneLiveness.read(statsPath: statsPath)?.running ?? false
     }
 
     static func writeAtomically(_ text: String, to path: String) throws {

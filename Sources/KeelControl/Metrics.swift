@@ -33,10 +33,11 @@ enum Metrics {
 
         var running = false
         if let path = deps.statsPath, let s = try? StatsFile.open(path: path) {
-            let beat = s.heartbeatNs
-            let age = beat == 0 ? -1 : Double(Int64(bitPattern: realtimeNs()) - Int64(bitPattern: beat)) / 1e9
-            running = beat != 0 && age < 2
-            if beat != 0 { gauge("keel_dataplane_heartbeat_age_seconds", "Seconds since the data plane's last heartbeat.", [], age) }
+            let live = DataplaneLiveness(s)
+            running = live.running
+            if live.heartbeatAgeMs >= 0 {
+                gauge("keel_dataplane_heartbeat_age_seconds", "Seconds since the data plane's last heartbeat.", [], Double(live.heartbeatAgeMs) / 1000)
+            }
             gauge("keel_dataplane_generation", "Tables generation the data plane's main lcore has accepted.", [], Double(s.generation))
             for i in 0..<s.ports {
                 let p = [("port", s.portName(i))]
@@ -71,7 +72,7 @@ enum Metrics {
                 }
             }
         }
-        gauge("keel_dataplane_up", "1 while the data plane's heartbeat is fresh.", [], running ? 1 : 0)
+        gauge("keel_dataplane_up", "1 while the data plane runs: its heartbeat is fresh and its process exists.", [], running ? 1 : 0)
         let health = deps.board.allHealth
         for (vip, backend) in checked {
             guard let h = health[backend] else { continue }

@@ -47,7 +47,7 @@ public enum StatsReport {
             vips.append(row)
         }
         let beat = s.heartbeatNs
-        return ["vips": vips, "pid": Int(s.pid), "generation": s.generation, "running": beat != 0,
+        return ["vips": vips, "pid": Int(s.pid), "generation": s.generation, "running": beat != 0, "flows": s.total(Counter.liveFlows),
                 "heartbeat_age_ms": beat == 0 ? -1 : Int((Int64(bitPattern: realtimeNs()) - Int64(bitPattern: beat)) / 1_000_000),
                 "ports": ports, "drops": drops, "events": events, "lcores": lcores]
     }

@@ -335,6 +335,186 @@ final class LabTests: XCTestCase {
         }
     }
 
+    /// Raw frames sent from the client's veth with AF_PACKET, as fast as
+    /// Python goes, bounded in count and time. "syn": TCP SYNs to the VIP
+    /// 203.0.113.10:80 from as many source addresses (172.16.0.0/12) and
+    /// ports; "ttl": UDP to server1 (10.2.0.2) with TTL 1. Prints
+    /// "sent N in S s". Checksums valid (computed incrementally).
+    static let flooder = """
+    import socket, struct, sys, time
+    iface, dmac, kind, count, limit = sys.argv[1], bytes.fromhex(sys.argv[2].replace(':', '')), sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+    smac = bytes.fromhex(open('/sys/class/net/%s/address' % iface).read().strip().replace(':', ''))
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind((iface, 0))
+    def fold(x):
+        while x >> 16: x = (x & 0xffff) + (x >> 16)
+        return x
+    def words(b): return sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    syn = kind == 'syn'
+    dst = socket.inet_aton('203.0.113.10' if syn else '10.2.0.2')
+    proto, l4len = (6, 20) if syn else (17, 8 + 18)
+    ip = bytearray(struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + l4len, 0, 0x4000 if syn else 0, 64 if syn else 1, proto, 0, b'\\0' * 4, dst))
+    ipbase = words(bytes(ip))
+    if syn:
+        l4 = bytearray(struct.pack('!HHIIBBHHH', 0, 80, 1, 0, 0x50, 0x02, 65535, 0, 0))
+    else:
+        l4 = bytearray(struct.pack('!HHHH', 40000, 33434, l4len, 0) + b'keel-ttl-flood-xxx')
+    l4base = words(bytes(l4)) + words(dst) + proto + l4len
+    frame = bytearray(dmac + smac + b'\\x08\\x00' + ip + l4)
+    src = socket.inet_aton('10.1.0.2')
+    t0 = time.time(); n = 0
+    while n < count and time.time() - t0 < limit:
+        for _ in range(1000):
+            if syn:
+                a = 0xac100000 | ((n * 2654435761) & 0xfffff); sport = 1024 + n % 64000
+                hi, lo = a >> 16, a & 0xffff
+                struct.pack_into('!HH', frame, 26, hi, lo)
+                struct.pack_into('!H', frame, 24, 0xffff ^ fold(ipbase + hi + lo))
+                struct.pack_into('!H', frame, 34, sport)
+                struct.pack_into('!H', frame, 50, 0xffff ^ fold(l4base + hi + lo + sport))
+            else:
+                if n == 0:
+                    frame[26:30] = src
+                    w = words(src)
+                    struct.pack_into('!H', frame, 24, 0xffff ^ fold(ipbase + w))
+                    struct.pack_into('!H', frame, 40, 0xffff ^ fold(l4base + w))
+            try:
+                s.send(frame)
+            except BlockingIOError:
+                pass
+            n += 1
+            if n >= count: break
+    print('sent %d in %.2f s' % (n, time.time() - t0))
+    """
+
+    /// Floods in the lab, bounded in count and time:
+    /// - 250,000 SYNs to the VIP from 250,000 source addresses, twice: the
+    ///   connection table (65,536 flows) fills and evicts, the data plane's
+    ///   memory does not grow on the second flood, a long transfer that
+    ///   started before keeps its backend and its bytes, new connections are
+    ///   still answered;
+    /// - 30,000 packets with TTL 1: the time-exceeded answers stay within the
+    ///   ICMP rate limit (1,000/s and a burst of 100 per lcore).
+    func testFloodsInANamespaceLab() throws {
+        try withLab { script in
+            let run = "/run/keel-lab-\(lab)"
+            let flood = "\(run)/flood.py"
+            try LabTests.flooder.write(toFile: flood, atomically: true, encoding: .utf8)
+            for b in 1...3 {
+                background("be\(b)", python: """
+                import http.server, time
+                class H(http.server.BaseHTTPRequestHandler):
+                    def log_message(self, *a): pass
+                    def do_GET(self):
+                        self.send_response(200); self.end_headers(); self.wfile.write(b'be\(b)\\n')
+                        if self.path == '/slow':
+                            for _ in range(200):
+                                self.wfile.write(b'x' * 65536); time.sleep(0.05)
+                http.server.ThreadingHTTPServer.allow_reuse_address = True
+                http.server.ThreadingHTTPServer(('203.0.113.10', 80), H).serve_forever()
+                """)
+            }
+            for b in 1...3 { waitListening("be\(b)", 80) }
+            // The backends' kernels answer the SYNs towards 172.16/12, which the router has no route for: SYN cookies, few retries.
+            for b in 1...3 { inNS("be\(b)", "sysctl -qw net.ipv4.tcp_synack_retries=1 net.ipv4.tcp_syncookies=1") }
+            func stats() -> [String: Any] { (try? JSONSerialization.jsonObject(with: Data(sh("bash \(script) stats --json").1.utf8))) as? [String: Any] ?? [:] }
+            func vip1(_ st: [String: Any], _ key: String) -> Int {
+                ((st["vips"] as? [[String: Any]])?.first { ($0["id"] as? Int) == 1 }?[key] as? Int) ?? 0
+            }
+            func events(_ st: [String: Any], _ key: String) -> Int { ((st["events"] as? [String: Any])?[key] as? Int) ?? 0 }
+            let pid = (try? String(contentsOfFile: "\(run)/dataplane.pid", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            func memory() -> (rss: Int, size: Int) {
+                let s = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+                func kb(_ k: String) -> Int { Int(s.split(separator: "\n").first { $0.hasPrefix(k) }?.split(whereSeparator: \.isWhitespace)[1] ?? "") ?? -1 }
+                return (kb("VmRSS:"), kb("VmSize:"))
+            }
+
+            // A long transfer (13 MB over 10 s) to the VIP, started before the floods.
+            let transfer = "\(run)/transfer"
+            sh("( closefds; exec ip netns exec \(lab)-client python3 -c \"" + """
+            import socket
+            s = socket.socket(); s.settimeout(15); s.connect(('203.0.113.10', 80)); s.sendall(b'GET /slow HTTP/1.0\\r\\n\\r\\n')
+            d = b''; named = False
+            try:
+                while True:
+                    c = s.recv(65536)
+                    if not c: break
+                    d += c
+                    if not named and b'\\n' in d.split(b'\\r\\n\\r\\n', 1)[-1]:
+                        open('\(transfer).name', 'w').write(d.split(b'\\r\\n\\r\\n', 1)[1].split(b'\\n')[0].decode()); named = True
+                result = 'ok %d' % len(d.split(b'\\r\\n\\r\\n', 1)[1])
+            except Exception as e:
+                result = 'error %s after %d' % (e, len(d))
+            open('\(transfer).done', 'w').write(result)
+            """ + "\" </dev/null >/dev/null 2>&1 ) &")
+            XCTAssertEqual(sh("for i in $(seq 1 50); do [ -s \(transfer).name ] && exit 0; sleep 0.1; done; exit 1").0, 0, "the transfer did not start")
+            let owner = (try? String(contentsOfFile: "\(transfer).name", encoding: .utf8)) ?? ""
+
+            let s0 = stats(), m0 = memory()
+            var figures: [String] = []
+            var m1 = m0
+            for round in 1...2 {
+                let r = inNS("client", "python3 \(flood) \(lab)c0 02:4b:00:00:00:01 syn 250000 20", timeout: 40)
+                XCTAssertEqual(r.0, 0, r.1)
+                usleep(300_000)
+                let st = stats(), m = memory()
+                figures.append("flood \(round): \(r.1.trimmingCharacters(in: .whitespacesAndNewlines)); VIP new flows \(vip1(st, "new_flows") - vip1(s0, "new_flows")), evictions \(vip1(st, "conn_evictions") - vip1(s0, "conn_evictions")), flows alive \(st["flows"] ?? "?"), RSS \(m.rss) KiB, size \(m.size) KiB")
+                if round == 1 { m1 = m }
+                XCTAssertLessThanOrEqual((st["flows"] as? Int) ?? .max, 65536, "more flows than the table holds: \(st)")
+            }
+            let s2 = stats(), m2 = memory()
+            print("lab SYN floods: memory before \(m0.rss) KiB RSS, \(m0.size) KiB size; " + figures.joined(separator: "; "))
+            XCTAssertGreaterThan(vip1(s2, "new_flows") - vip1(s0, "new_flows"), 100_000, "the floods did not reach the VIP: \(figures)")
+            XCTAssertGreaterThan(vip1(s2, "conn_evictions") - vip1(s0, "conn_evictions"), 30_000, "the table did not fill and evict: \(figures)")
+            XCTAssertEqual(m2.size, m0.size, "the data plane's address space changed during the floods")
+            XCTAssertLessThan(m2.rss - m1.rss, 2048, "RSS grew by \(m2.rss - m1.rss) KiB during the second flood")
+            XCTAssertEqual(sh("kill -0 \(pid)").0, 0, "the data plane died")
+            // Still serving: new connections answered; the transfer ends whole on its backend.
+            let after = inNS("client", "bash -c 'for i in $(seq 1 30); do curl -s --max-time 3 http://203.0.113.10/ || echo FAILED; done | sort | uniq -c'")
+            XCTAssertFalse(after.1.contains("FAILED"), after.1)
+            XCTAssertEqual(sh("for i in $(seq 1 300); do [ -s \(transfer).done ] && exit 0; sleep 0.1; done; exit 1").0, 0, "the transfer did not end")
+            XCTAssertEqual(try? String(contentsOfFile: "\(transfer).done", encoding: .utf8), "ok \(4 + 200 * 65536)",
+                           "the transfer on \(owner) did not survive the SYN floods")
+            let reached = ((s2["vips"] as? [[String: Any]])?.first { ($0["id"] as? Int) == 1 }?["backends"] as? [String: Any]) ?? [:]
+            XCTAssertEqual(reached.count, 3, "every backend took flood flows: \(reached.keys)")
+
+            // TTL-expiring packets: the ICMP time-exceeded answers stay within the rate limit.
+            let icmpLog = "\(run)/icmp.count"
+            background("client", python: """
+            import socket, time
+            r = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP); r.settimeout(0.5)
+            n = 0; end = time.time() + 12; first = last = 0.0
+            while time.time() < end:
+                try:
+                    d = r.recv(2048)
+                except socket.timeout:
+                    continue
+                # Time exceeded quoting the flood's UDP ports (40000 -> 33434).
+                if d[20] == 11 and d[48:52] == b'\\x9c\\x40\\x82\\x9a':
+                    t = time.time(); first = first or t; last = t; n += 1
+                    open('\(icmpLog)', 'w').write('%d %.3f' % (n, last - first))
+            """)
+            usleep(500_000)
+            let e0 = stats()
+            let t0 = Date()
+            let ttl = inNS("client", "python3 \(flood) \(lab)c0 02:4b:00:00:00:01 ttl 30000 10", timeout: 30)
+            let seconds = Date().timeIntervalSince(t0)
+            XCTAssertEqual(ttl.0, 0, ttl.1)
+            usleep(1_000_000)
+            let e1 = stats()
+            let sent = events(e1, "icmp_errors_sent") - events(e0, "icmp_errors_sent")
+            let limited = events(e1, "icmp_rate_limited") - events(e0, "icmp_rate_limited")
+            let seen = ((try? String(contentsOfFile: icmpLog, encoding: .utf8)) ?? "0").split(separator: " ")
+            let received = Int(seen.first ?? "0") ?? 0
+            let allowed = Int(1000 * (seconds + 1.0)) + 100
+            print("lab TTL flood: \(ttl.1.trimmingCharacters(in: .whitespacesAndNewlines)); ICMP time exceeded sent \(sent), rate-limited \(limited), received by the client \(received) over \(seen.count > 1 ? String(seen[1]) : "?") s; allowed at most \(allowed)")
+            XCTAssertGreaterThan(sent, 0)
+            XCTAssertLessThanOrEqual(sent, allowed, "ICMP errors over the rate limit")
+            XCTAssertGreaterThan(limited, 10_000, "the flood was not rate-limited")
+            XCTAssertLessThanOrEqual(received, sent)
+            XCTAssertGreaterThan(received, 0, "no time exceeded reached the client")
+        }
+    }
+
     /// keel-control (in the router namespace, as on the appliance) drives the
     /// data plane: a route added with keelctl forwards once the data plane is
     /// at the answered generation; a health check takes a dead backend out and
@@ -474,6 +654,97 @@ final class LabTests: XCTestCase {
             let pingOut = (try? String(contentsOfFile: pingLog, encoding: .utf8)) ?? ""
             XCTAssertTrue(pingOut.contains("2000 packets transmitted, 2000 received, 0% packet loss"), "traffic lost while keel-control was killed: \(pingOut)")
             print("lab kill -9 test: \(ack.count) acknowledged (all kept), \(refused.count) refused (none kept), \(unknown.count) unanswered; ping: \(pingOut.split(separator: "\n").filter { $0.contains("packets") }.joined())")
+
+            // 4. A live data plane that stops advancing (SIGSTOP: every lcore
+            // halts with its reader line at the old generation). keel-control
+            // publishes once into the idle slot, then refuses (503, naming the
+            // reader) rather than overwrite the slot the lcores may still read;
+            // the status reports the lines lagging and alive; the refused route
+            // is not stored; after SIGCONT publishing goes on.
+            func currentStatus() -> [String: Any] { json(keelctl("status -o json").1) }
+            func routes() -> Set<String> {
+                Set(((json(keelctl("route list -o json --limit 5000").1)["routes"] as? [[String: Any]]) ?? []).compactMap { $0["prefix"] as? String })
+            }
+            let stopped = (try? String(contentsOfFile: "/run/keel-lab-\(lab)/dataplane.pid", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            XCTAssertFalse(stopped.isEmpty)
+            XCTAssertEqual(sh("kill -STOP \(stopped)").0, 0)
+            let first = keelctl("route add 192.0.3.0/24 --via 10.2.0.2")
+            XCTAssertEqual(first.0, 0, "one publish fits in the idle slot: \(first.1)")
+            usleep(1_200_000)
+            let second = keelctl("route add 192.0.4.0/24 --via 10.2.0.2")
+            XCTAssertNotEqual(second.0, 0, "published over the slot a stopped lcore may read: \(second.1)")
+            XCTAssertTrue(second.1.contains("pid \(stopped)") && second.1.contains("still at generation"), second.1)
+            let lag = currentStatus()
+            let lines = (lag["lcores"] as? [[String: Any]]) ?? []
+            XCTAssertEqual(lag["lagging"] as? Bool, true, "\(lag)")
+            XCTAssertEqual(lag["healthy"] as? Bool, false, "\(lag)")
+            XCTAssertTrue(lines.contains { ($0["lagging"] as? Bool) == true && ($0["alive"] as? Bool) == true && ($0["pid"] as? Int) == Int(stopped) }, "\(lines)")
+            XCTAssertFalse(routes().contains("192.0.4.0/24"), "the refused route was stored")
+            XCTAssertEqual(sh("kill -CONT \(stopped)").0, 0)
+            var caughtUp = false
+            for _ in 0..<50 { if currentStatus()["lagging"] as? Bool == false { caughtUp = true; break }; usleep(100_000) }
+            XCTAssertTrue(caughtUp, "lcores did not catch up after SIGCONT: \(currentStatus())")
+            let third = keelctl("route add 192.0.4.0/24 --via 10.2.0.2")
+            XCTAssertEqual(third.0, 0, third.1)
+            print("lab stopped lcores: 1 publish into the idle slot, the next refused (\(second.1.trimmingCharacters(in: .whitespacesAndNewlines))); after SIGCONT published again")
+
+            // 5. kill -9 keel-dataplane under traffic. The lab's supervisor (as
+            // systemd on the appliance) restarts it; it re-attaches to the
+            // current snapshot and forwards again within 2 s. Meanwhile
+            // keel-control withdraws the BGP announcements (no BIRD here: the
+            // announced set in the status is what BIRD would be given).
+            let bgpFile = NSTemporaryDirectory() + "keel-lab-bgp-\(lab).yaml"
+            try "local_as: 65001\npeers: [{address: 10.2.0.2, remote_as: 65000}]\n".write(toFile: bgpFile, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(atPath: bgpFile) }
+            XCTAssertEqual(keelctl("bgp set -f \(bgpFile)").0, 0)
+            func announced() -> [String]? { (currentStatus()["bgp"] as? [String: Any])?["announced"] as? [String] }
+            var before: [String]? = nil
+            for _ in 0..<30 { before = announced(); if before == ["203.0.113.10"] { break }; usleep(100_000) }
+            XCTAssertEqual(before, ["203.0.113.10"], "the VIP is announced while the data plane runs")
+            let victim = (try? String(contentsOfFile: "/run/keel-lab-\(lab)/dataplane.pid", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            let replies = NSTemporaryDirectory() + "keel-lab-ping-restart-\(lab).log"
+            defer { try? FileManager.default.removeItem(atPath: replies) }
+            // 100 pings a second for 6 s, each reply with its time (-D).
+            sh("( closefds; exec ip netns exec \(lab)-client ping -D -c 600 -i 0.01 -W 1 10.2.0.2 </dev/null >\(replies) 2>&1 ) &")
+            usleep(1_500_000)
+            let killedAt = Date().timeIntervalSince1970
+            XCTAssertEqual(sh("kill -9 \(victim)").0, 0)
+            var withdrawnAfter: Double? = nil, restartedAfter: Double? = nil, announcedAgainAfter: Double? = nil
+            var newPid = victim
+            while Date().timeIntervalSince1970 - killedAt < 8 {
+                let st = currentStatus()
+                let dp = st["dataplane"] as? [String: Any] ?? [:]
+                let ann = (st["bgp"] as? [String: Any])?["announced"] as? [String]
+                let t = Date().timeIntervalSince1970 - killedAt
+                if withdrawnAfter == nil, ann == [] { withdrawnAfter = t }
+                let pid = (try? String(contentsOfFile: "/run/keel-lab-\(lab)/dataplane.pid", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+                if restartedAfter == nil, pid != victim, dp["running"] as? Bool == true, (dp["pid"] as? Int).map(String.init) == pid {
+                    restartedAfter = t; newPid = pid
+                }
+                if restartedAfter != nil, withdrawnAfter != nil, ann == ["203.0.113.10"] { announcedAgainAfter = t; break }
+                usleep(50_000)
+            }
+            XCTAssertNotNil(withdrawnAfter, "the announcement was not withdrawn while the data plane was down")
+            XCTAssertNotNil(restartedAfter, "the data plane was not restarted")
+            XCTAssertNotNil(announcedAgainAfter, "the VIP was not announced again after the restart")
+            XCTAssertNotEqual(newPid, victim)
+            sh("for i in $(seq 1 100); do grep -q 'packets transmitted' \(replies) && break; sleep 0.1; done", timeout: 30)
+            let out = (try? String(contentsOfFile: replies, encoding: .utf8)) ?? ""
+            // "[1764600000.123456] 64 bytes from 10.2.0.2: icmp_seq=..."
+            let times = out.split(separator: "\n").filter { $0.contains("bytes from") }.compactMap { line -> Double? in
+                guard line.hasPrefix("["), let end = line.firstIndex(of: "]") else { return nil }
+                return Double(line[line.index(after: line.startIndex)..<end])
+            }
+            let firstAfter = times.first { $0 > killedAt + 0.02 }
+            XCTAssertNotNil(firstAfter, "no reply after the kill: \(out.suffix(400))")
+            let resumed = (firstAfter ?? .infinity) - killedAt
+            XCTAssertLessThan(resumed, 2.0, "forwarding resumed \(resumed) s after kill -9 (should be within 2 s)")
+            let lost = 600 - times.count
+            XCTAssertGreaterThan(times.count, 400, out.suffix(400).description)
+            let st = currentStatus()
+            XCTAssertEqual((st["dataplane"] as? [String: Any])?["generation"] as? Int, st["published_generation"] as? Int, "the restarted data plane is on the current snapshot: \(st)")
+            let f = { (x: Double?) in x.map { String(format: "%.2f s", $0) } ?? "never" }
+            print("lab kill -9 keel-dataplane: withdrawn after \(f(withdrawnAfter)), restarted (running) after \(f(restartedAfter)), forwarding after \(f(resumed)), announced again after \(f(announcedAgainAfter)); \(lost) of 600 pings lost")
         }
     }
 }
