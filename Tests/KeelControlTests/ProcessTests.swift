@@ -410,9 +410,15 @@ final class SchemathesisTests: XCTestCase {
         p.executableURL = URL(fileURLWithPath: tool)
         p.currentDirectoryURL = URL(fileURLWithPath: c.dir)
         p.arguments = ["run", repo + "/docs/openapi.yaml", "--url", "http://127.0.0.1:\(c.port)", "-H", "Authorization: Bearer \(c.token)",
-                       "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance",
-                       "--phases", "examples,coverage,fuzzing", "--max-examples", "40", "--seed", "1",
+                       "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance,refused_change_changes_nothing",
+                       "--phases", "examples,coverage,fuzzing,stateful", "--max-examples", "40", "--seed", "1",
                        "--suppress-health-check", "filter_too_much", "--generation-database", "none", "--no-color"]
+        // Tests/Schemathesis/keel_hooks.py: a refused write must leave the configuration and the revisions as they were.
+        let hookStats = c.dir + "/hook-stats.json"
+        p.environment = ProcessInfo.processInfo.environment.merging([
+            "PYTHONPATH": repo + "/Tests/Schemathesis", "SCHEMATHESIS_HOOKS": "keel_hooks",
+            "KEEL_URL": "http://127.0.0.1:\(c.port)", "KEEL_TOKEN": c.token, "KEEL_HOOK_STATS": hookStats,
+        ]) { $1 }
         let out = c.dir + "/schemathesis.out"
         FileManager.default.createFile(atPath: out, contents: nil)
         let h = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
@@ -428,6 +434,12 @@ final class SchemathesisTests: XCTestCase {
         XCTAssertEqual(p.terminationStatus, 0, text.count > 20000 ? String(text.suffix(20000)) : text)
         XCTAssertTrue(summary.contains("Tested: 36"), summary) // every operation of docs/openapi.yaml
         print("schemathesis:" + summary)
+        // The stateful phase's own lines: links found, scenarios run.
+        let stateful = text.components(separatedBy: "\n").filter { $0.localizedCaseInsensitiveContains("stateful") || $0.contains("links") || $0.contains("scenario") }
+        print("schemathesis stateful phase:\n" + stateful.joined(separator: "\n"))
+        let checked = (try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: hookStats)))) as? [String: Int] ?? [:]
+        XCTAssertGreaterThan(checked["refused_checked"] ?? 0, 100, "few refused writes were checked for changes: \(checked)")
+        print("schemathesis refused writes checked to change nothing: \(checked)")
         XCTAssertEqual(c.stop(), 0, "keel-control survived schemathesis")
     }
 }
