@@ -23,7 +23,7 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     libdpdk-dev dpdk librte-meta-net libnuma-dev libsqlite3-dev libpcap-dev pkg-config gzip \
     iproute2 ethtool iputils-ping traceroute curl iperf3 python3 python3-pip python3-venv procps util-linux prometheus \
-    bird2 mmdebstrap qemu-system-x86 qemu-utils grub-pc-bin grub-common e2fsprogs fdisk xz-utils dpkg-dev libcurl4-openssl-dev >/dev/null
+    bird2 mmdebstrap qemu-system-x86 qemu-utils grub-pc-bin grub-common e2fsprogs fdisk xz-utils dpkg-dev patchelf libcurl4-openssl-dev >/dev/null
 
 echo "== schemathesis (PyPI, for the admin API tests)"
 if ! /opt/keel-venv/bin/schemathesis --version 2>/dev/null | grep -q "4.32.5"; then
@@ -50,11 +50,10 @@ swift build -c release --build-tests
 # The epoch-swap helper again, under the thread sanitizer (EpochSwapProcessTests runs it).
 swift build -c release --sanitize=thread --product keel-swaptest --scratch-path .build-tsan
 
-# The appliance image (the boot test in KeelApplianceTests boots it). This links
-# keel-dataplane, keel-control and keelctl once more with the Swift runtime
-# inside; the tests then run those binaries.
+# The appliance image (the boot test in KeelApplianceTests boots it), with
+# the release binaries just built and the Swift runtime libraries they link.
 echo "== appliance image"
-bash Appliance/image/build.sh .build/image
+KEEL_IMAGE_XZ=0 bash Appliance/image/build.sh .build/image
 
 echo "== tests"
 swift test -c release --skip-build

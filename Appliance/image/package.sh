@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Builds keel_VERSION_amd64.deb: the three binaries (release, Swift standard
-# library and Foundation linked in statically, so no Swift toolchain or
-# runtime on the target), the systemd units, keel-nics, the default
-# /etc/keel/keel.yaml and initial.yaml (conffiles: an upgrade keeps the
-# operator's), and the docs. Installing it on a Debian 12 machine, or
-# upgrading an appliance with it, is `apt-get install ./keel_*.deb`.
+# Builds keel_VERSION_amd64.deb: the three release binaries (the same ones
+# the tests ran), the Swift runtime libraries they link in /usr/lib/keel/swift
+# (their RUNPATH points there, so no Swift toolchain on the target), the
+# systemd units, keel-nics, the default /etc/keel/keel.yaml and initial.yaml
+# (conffiles: an upgrade keeps the operator's), and the docs. Installing it
+# on a Debian 12 machine, or upgrading an appliance with it, is
+# `apt-get install ./keel_*.deb`.
 #
 #   bash Appliance/image/package.sh [OUTDIR]      (default .build/image)
 set -euo pipefail
@@ -12,33 +13,41 @@ here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 out="$(mkdir -p "${1:-$repo/.build/image}" && cd "${1:-$repo/.build/image}" && pwd)"
 [ -x /opt/swift/usr/bin/swift ] && export PATH="/opt/swift/usr/bin:$PATH"
+command -v patchelf >/dev/null || { apt-get install -y -qq --no-install-recommends patchelf >/dev/null; }
 
-# A build folder of its own: linking the Swift runtime statically changes how
-# every module is compiled (its autolink entries), so sharing the tests'
-# folder would rebuild both each time. FoundationNetworking (keelctl) needs libcurl.
-command -v curl-config >/dev/null || { apt-get install -y -qq --no-install-recommends libcurl4-openssl-dev >/dev/null; }
-scratch="$repo/.build-static"
-# The three products only (keel-alloccheck defines swift_retain itself, which a static runtime cannot take).
+# The tests' release build (Tests/run.sh made it just before); the three
+# products are built here only if missing. Shipping these, rather than a
+# second build with the runtime linked statically, ships exactly what was
+# tested and saves CI a whole release build.
+bin="$repo/.build/release"
 for p in keel-dataplane keel-control keelctl; do
-    (cd "$repo" && swift build -c release --static-swift-stdlib -Xlinker -lcurl --scratch-path "$scratch" --product "$p" 2>&1 \
-        | grep -E "error:|complete" || true)
+    [ -x "$bin/$p" ] || (cd "$repo" && swift build -c release --product "$p" 2>&1 | grep -E "error:|complete" || true)
+    [ -x "$bin/$p" ] || { echo "package.sh: the release build made no $p" >&2; exit 1; }
 done
-bin="$scratch/release"
-for b in keel-dataplane keel-control keelctl; do [ -x "$bin/$b" ] || { echo "package.sh: the static build made no $b" >&2; exit 1; }; done
-for b in keel-dataplane keel-control keelctl; do
-    if ldd "$bin/$b" | grep -q 'libswift\|libFoundation\|lib_FoundationICU\|libdispatch'; then
-        echo "package.sh: $b still links the Swift runtime dynamically:" >&2
-        ldd "$bin/$b" >&2
-        exit 1
-    fi
-done
-
+toolchain="$(dirname "$(dirname "$(command -v swift)")")/lib/swift/linux"
 version="$(cd "$repo" && echo "0.$(git rev-list --count HEAD 2>/dev/null || echo 0)")"
 pkg="$out/pkg"
 rm -rf "$pkg"
 install -d "$pkg/DEBIAN" "$pkg/usr/bin" "$pkg/usr/lib/keel" "$pkg/lib/systemd/system/dev-hugepages.mount.d" \
     "$pkg/etc/keel" "$pkg/usr/share/doc/keel"
 install -m 0755 -s "$bin/keel-dataplane" "$bin/keel-control" "$bin/keelctl" "$pkg/usr/bin/"
+# The Swift runtime: every library of the toolchain the binaries load, and
+# their RUNPATH set to where they now live.
+install -d "$pkg/usr/lib/keel/swift"
+libs="$(ldd "$bin/keel-dataplane" "$bin/keel-control" "$bin/keelctl" | awk -v t="$toolchain/" 'index($3, t) == 1 {print $3}' | sort -u)"
+[ -n "$libs" ] || { echo "package.sh: found no Swift runtime libraries under $toolchain in the binaries' ldd" >&2; exit 1; }
+for l in $libs; do install -m 0644 -s "$l" "$pkg/usr/lib/keel/swift/"; done
+for b in keel-dataplane keel-control keelctl; do patchelf --set-rpath /usr/lib/keel/swift "$pkg/usr/bin/$b"; done
+for l in "$pkg"/usr/lib/keel/swift/*.so; do patchelf --set-rpath /usr/lib/keel/swift "$l"; done
+# Every library resolves, the Swift ones inside the package (the toolchain hidden).
+for b in keel-dataplane keel-control keelctl; do
+    resolved="$(LD_LIBRARY_PATH="$pkg/usr/lib/keel/swift" ldd "$pkg/usr/bin/$b")"
+    if echo "$resolved" | grep -q "not found" || echo "$resolved" | grep -q "$toolchain"; then
+        echo "package.sh: $b does not resolve its libraries from the package:" >&2
+        echo "$resolved" >&2
+        exit 1
+    fi
+done
 install -m 0755 "$repo/Appliance/systemd/keel-nics" "$pkg/usr/lib/keel/"
 install -m 0644 "$repo"/Appliance/systemd/*.service "$pkg/lib/systemd/system/"
 install -m 0644 "$repo/Appliance/systemd/dev-hugepages.mount.d/keel.conf" "$pkg/lib/systemd/system/dev-hugepages.mount.d/"
