@@ -23,7 +23,7 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     libdpdk-dev dpdk librte-meta-net libnuma-dev libsqlite3-dev libpcap-dev pkg-config gzip \
     iproute2 ethtool iputils-ping traceroute curl iperf3 python3 python3-pip python3-venv procps util-linux prometheus \
-    bird2 mmdebstrap qemu-system-x86 qemu-utils grub-pc-bin grub-common e2fsprogs fdisk xz-utils dpkg-dev patchelf libcurl4-openssl-dev >/dev/null
+    bird2 mmdebstrap qemu-system-x86 qemu-utils grub-pc-bin grub-common e2fsprogs fdisk xz-utils dpkg-dev patchelf openssh-client libcurl4-openssl-dev >/dev/null
 
 echo "== schemathesis (PyPI, for the admin API tests)"
 if ! /opt/keel-venv/bin/schemathesis --version 2>/dev/null | grep -q "4.32.5"; then

@@ -26,6 +26,7 @@ id="kb$$"
 vm="$id-vm" client="$id-cl" backend="$id-be"
 work="$(mktemp -d /tmp/keel-boot.XXXXXX)"
 api_port=$((20000 + $$ % 20000))
+ssh_port=$((api_port + 1))
 qemu_pid=""
 cleanup() {
     local rc=$?
@@ -41,6 +42,12 @@ trap cleanup EXIT INT TERM
 fail() { echo "boot-test: FAIL: $*" >&2; exit 1; }
 inns() { local n="$1"; shift; ip netns exec "$n" "$@"; }
 ctl() { inns "$vm" "$keelctl" "$@" --api "http://127.0.0.1:$api_port" --token "$token"; }
+# A shell in the VM: root's SSH key comes in as the systemd credential
+# ssh.authorized_keys.root (qemu fw_cfg; Debian 12's systemd provisions it
+# with tmpfiles' provision.conf), nothing in the image changes for the test.
+vmsh() { inns "$vm" ssh -q -i "$work/key" -p "$ssh_port" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+    -o BatchMode=yes -o ConnectTimeout=10 root@127.0.0.1 "$@"; }
+since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}'; }
 
 echo "== namespaces"
 for n in "$vm" "$client" "$backend"; do ip netns add "$n"; inns "$n" ip link set lo up; done
@@ -71,11 +78,13 @@ inns "$backend" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.r
 
 echo "== booting $image (TCG)"
 qemu-img create -q -f qcow2 -b "$image" -F qcow2 "$work/disk.qcow2"
+ssh-keygen -q -t ed25519 -N "" -C keel-boot-test -f "$work/key"
 t0=$(date +%s.%N)
 inns "$vm" qemu-system-x86_64 -machine pc -accel tcg -cpu max -smp 2 -m 2048 -display none -vga none \
     -serial "file:$work/serial.log" -monitor none -no-reboot \
     -drive "file=$work/disk.qcow2,if=none,id=disk,format=qcow2" -device virtio-blk-pci,drive=disk,addr=0x6 \
-    -netdev "user,id=mgmt,hostfwd=tcp:127.0.0.1:$api_port-:8440" -device virtio-net-pci,netdev=mgmt,addr=0x3 \
+    -fw_cfg "name=opt/io.systemd.credentials/ssh.authorized_keys.root,file=$work/key.pub" \
+    -netdev "user,id=mgmt,hostfwd=tcp:127.0.0.1:$api_port-:8440,hostfwd=tcp:127.0.0.1:$ssh_port-:22" -device virtio-net-pci,netdev=mgmt,addr=0x3 \
     -netdev tap,id=d0,ifname=tapc,script=no,downscript=no -device virtio-net-pci,netdev=d0,addr=0x4,mac=02:4b:00:00:01:01 \
     -netdev tap,id=d1,ifname=tapb,script=no,downscript=no -device virtio-net-pci,netdev=d1,addr=0x5,mac=02:4b:00:00:01:02 \
     </dev/null >"$work/qemu.log" 2>&1 &
@@ -165,6 +174,31 @@ for _ in $(seq 1 120); do learned && break; sleep 0.5; done
 learned || { ctl bgp show || true; inns "$client" birdc -s "$work/bird.ctl" show protocols all keel || true; fail "the client's BIRD did not learn the VIP"; }
 echo "BGP: the client learned 203.0.113.10/32 from the appliance after $(awk -v a="$t_bgp" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}') s"
 ctl bgp show
+
+echo "== kill -9 of keel-dataplane: systemd restarts it; the VIP is withdrawn meanwhile"
+for _ in $(seq 1 60); do vmsh true && break; sleep 2; done
+vmsh true || fail "no SSH into the VM (credential ssh.authorized_keys.root)"
+old="$(vmsh systemctl show -p MainPID --value keel-dataplane.service)"
+[ "${old:-0}" -gt 0 ] || fail "keel-dataplane.service has no main pid"
+t_kill=$(date +%s.%N)
+vmsh kill -9 "$old" || fail "kill -9 $old in the VM"
+withdrawn=""
+for _ in $(seq 1 240); do learned || { withdrawn="$(since "$t_kill")"; break; }; sleep 0.25; done
+[ -n "$withdrawn" ] || fail "the client kept the VIP's route while the data plane was down"
+new=""; forwarding=""
+for _ in $(seq 1 240); do
+    if [ -z "$new" ]; then
+        p="$(vmsh systemctl show -p MainPID --value keel-dataplane.service || true)"
+        [ "${p:-0}" -gt 0 ] && [ "$p" != "$old" ] && new="$p" && restarted="$(since "$t_kill")"
+    fi
+    if [ -n "$new" ] && inns "$client" ping -c 1 -W 1 198.51.100.1 >/dev/null 2>&1; then forwarding="$(since "$t_kill")"; break; fi
+    sleep 0.25
+done
+[ -n "$new" ] || fail "systemd did not restart keel-dataplane"
+[ -n "$forwarding" ] || fail "no forwarding after the restart"
+for _ in $(seq 1 240); do learned && break; sleep 0.25; done
+learned || fail "the VIP was not announced again after the restart"
+echo "kill -9 keel-dataplane (pid $old): VIP withdrawn at the client after $withdrawn s, restarted by systemd (pid $new, restarts $(vmsh systemctl show -p NRestarts --value keel-dataplane.service)) after $restarted s, forwarding after $forwarding s, VIP learned again after $(since "$t_kill") s (TCG)"
 ctl drain --wait 15 >/dev/null || fail "keelctl drain"
 for _ in $(seq 1 40); do learned || break; sleep 0.5; done
 learned && fail "drained, but the client still has the VIP's route"

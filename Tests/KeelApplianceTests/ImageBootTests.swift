@@ -58,5 +58,7 @@ final class ImageBootTests: XCTestCase {
         XCTAssertNotNil(log.range(of: #"ping through the appliance: (19|20) of 20"#, options: .regularExpression), "routed traffic")
         XCTAssertTrue(log.contains("BGP: the client learned 203.0.113.10/32 from the appliance"), "the VM announces the VIP over BGP")
         XCTAssertTrue(log.contains("BGP: drained, the client's route to the VIP is withdrawn"), "drain withdraws it")
+        XCTAssertNotNil(log.range(of: #"kill -9 keel-dataplane \(pid [0-9]+\): VIP withdrawn at the client after [0-9.]+ s, restarted by systemd \(pid [0-9]+, restarts [1-9]"#, options: .regularExpression),
+                        "systemd restarts a killed data plane, and the VIP is withdrawn meanwhile")
     }
 }
