@@ -40,6 +40,9 @@ public enum ControlServer {
         do { tokens = try Tokens.load(path: s.tokensPath) } catch { throw StartError(description: "\(error)") }
         let store: Store
         do { store = try Store(path: s.databasePath) } catch { throw StartError(description: "\(s.databasePath): \(error)") }
+        if store.openedReadOnly {
+            logger.warning("the store's filesystem is read-only: serving the stored configuration, refusing every change", metadata: ["store": "\(s.databasePath)"])
+        }
 
         let file: TablesFile
         do {

@@ -20,6 +20,14 @@ public final class Store: Sendable {
     public let db: any DatabaseWriter
     /// The database file (nil: in memory).
     public let path: String?
+    /// Opened immutable on a read-only filesystem: reads only.
+    public let openedReadOnly: Bool
+
+    static func readOnlyFilesystem(_ dir: String) -> Bool {
+        var st = statvfs()
+        if statvfs(dir, &st) == 0, st.f_flag & UInt(ST_RDONLY) != 0 { return true }
+        return access(dir, W_OK) != 0 && errno == EROFS
+    }
 
     /// The kinds of object, each with its own table of the same shape.
     public enum Kind: String, CaseIterable, Sendable, Codable {
@@ -41,7 +49,27 @@ public final class Store: Sendable {
             // 64 MiB of page cache: a full-table load touches ~200 MB of table and index pages.
             try db.execute(sql: "PRAGMA cache_size = -65536")
         }
-        let pool = try DatabasePool(path: path, configuration: config)
+        let pool: DatabasePool
+        do {
+            pool = try DatabasePool(path: path, configuration: config)
+        } catch {
+            // A store closed cleanly (SQLite removed its -wal and -shm) on a
+            // filesystem now mounted read-only: WAL cannot be opened read-only
+            // without them. Opened immutable instead, it serves reads; every
+            // write is refused (SQLITE_READONLY, a 503 naming it).
+            let dir = (path as NSString).deletingLastPathComponent
+            guard FileManager.default.fileExists(atPath: path), Store.readOnlyFilesystem(dir) else { throw error }
+            var ro = GRDB.Configuration()
+            ro.readonly = true
+            let queue = try DatabaseQueue(path: "file:\(path)?immutable=1", configuration: ro)
+            guard try queue.read({ try Store.migrator.hasCompletedMigrations($0) }) else {
+                throw DatabaseError(message: "\(path): the store needs a migration, and its filesystem is read-only")
+            }
+            db = queue
+            self.path = path
+            openedReadOnly = true
+            return
+        }
         // Again on the writer, after the pool is open: GRDB's WAL set-up runs
         // after prepareDatabase and lowers it to NORMAL, which keeps commits
         // across kill -9 but not across a crash of the OS or the disk
@@ -56,6 +84,7 @@ public final class Store: Sendable {
         }
         db = pool
         self.path = path
+        openedReadOnly = false
         try Store.migrator.migrate(db)
     }
 
@@ -82,6 +111,7 @@ public final class Store: Sendable {
         config.foreignKeysEnabled = true
         db = try DatabaseQueue(configuration: config)
         path = nil
+        openedReadOnly = false
         try Store.migrator.migrate(db)
     }
 

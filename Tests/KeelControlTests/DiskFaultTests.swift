@@ -112,5 +112,19 @@ final class DiskFaultTests: XCTestCase {
         try c.start()
         XCTAssertEqual(Set(acknowledged), routes(c), "after the disk is back")
         XCTAssertEqual(write(1400), 200)
+
+        // 5. A store closed cleanly (no -wal, no -shm left), then mounted
+        // read-only (as after a failed fsck at boot): keel-control starts,
+        // serves it and refuses changes.
+        XCTAssertEqual(c.stop(), 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: data + "/keel.db-wal"), "SQLite left its WAL after a clean close")
+        sh("umount \(data)")
+        XCTAssertEqual(sh("mount -o ro \(loop) \(data)").0, 0)
+        try c.start()
+        XCTAssertEqual(Set(acknowledged), routes(c), "served from the read-only store")
+        let onReadOnly = c.http("POST", "/v1/routes", body: #"{"prefix":"10.120.0.0/24","next_hops":[{"gateway":"10.2.0.2"}]}"#)
+        XCTAssertEqual(onReadOnly.0, 503, onReadOnly.1)
+        XCTAssertTrue(onReadOnly.1.contains("is read-only"), onReadOnly.1)
+        XCTAssertTrue(((try? String(contentsOfFile: c.log, encoding: .utf8)) ?? "").contains("filesystem is read-only"))
     }
 }
