@@ -74,12 +74,10 @@ public final class Store: Sendable {
         // after prepareDatabase and lowers it to NORMAL, which keeps commits
         // across kill -9 but not across a crash of the OS or the disk
         // (DiskFaultTests lost ten acknowledged writes that way).
-        if !config.readonly {
-            try pool.writeWithoutTransaction { db in
-                try db.execute(sql: "PRAGMA synchronous = FULL")
-                guard try Int.fetchOne(db, sql: "PRAGMA synchronous") == 2 else {
-                    throw DatabaseError(message: "PRAGMA synchronous = FULL did not take")
-                }
+        try pool.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+            guard try Int.fetchOne(db, sql: "PRAGMA synchronous") == 2 else {
+                throw DatabaseError(message: "PRAGMA synchronous = FULL did not take")
             }
         }
         db = pool

@@ -274,24 +274,7 @@ final class LabTests: XCTestCase {
             // A long transfer keeps its backend while another backend is removed and be4 added.
             publish([(1, 1), (2, 1), (3, 1)], "equal")
             let transfer = "\(run)/transfer"
-            sh("( closefds; exec ip netns exec \(lab)-client python3 -c \"" + """
-            import socket
-            s = socket.socket(); s.settimeout(10); s.connect(('203.0.113.10', 80)); s.sendall(b'GET /slow HTTP/1.0\\r\\n\\r\\n')
-            d = b''; named = False
-            try:
-                while True:
-                    c = s.recv(65536)
-                    if not c: break
-                    d += c
-                    if not named and b'\\n' in d.split(b'\\r\\n\\r\\n', 1)[-1]:
-                        open('\(transfer).name', 'w').write(d.split(b'\\r\\n\\r\\n', 1)[1].split(b'\\n')[0].decode()); named = True
-                result = 'ok %d' % len(d.split(b'\\r\\n\\r\\n', 1)[1])
-            except Exception as e:
-                result = 'error %s after %d' % (e, len(d))
-            open('\(transfer).done', 'w').write(result)
-            """ + "\" </dev/null >/dev/null 2>&1 ) &")
-            XCTAssertEqual(sh("for i in $(seq 1 50); do [ -s \(transfer).name ] && exit 0; sleep 0.1; done; exit 1").0, 0, "the transfer did not start")
-            let a = (try? String(contentsOfFile: "\(transfer).name", encoding: .utf8)) ?? ""
+            let a = startTransfer(transfer, timeout: 10)
             let removed = ["be1", "be2", "be3"].first { $0 != a }!
             let rid = Int(String(removed.last!))!
             publish([1, 2, 3, 4].filter { $0 != rid }.map { ($0, 1) }, "changed")
@@ -333,6 +316,30 @@ final class LabTests: XCTestCase {
             XCTAssertGreaterThan((v1?["conn_hits"] as? Int) ?? 0, 7001, st.1)
             XCTAssertEqual(stats["drops"].flatMap { ($0 as? [String: Any])?["noBackend"] } as? Int, nil, st.1)
         }
+    }
+
+    /// Starts `GET /slow` on the VIP from the client in the background; the
+    /// backend's name lands in PATH.name, then "ok BYTES" or "error ..." in
+    /// PATH.done. Returns the backend's name once the transfer has started.
+    func startTransfer(_ transfer: String, timeout: Int) -> String {
+        sh("( closefds; exec ip netns exec \(lab)-client python3 -c \"" + """
+        import socket
+        s = socket.socket(); s.settimeout(\(timeout)); s.connect(('203.0.113.10', 80)); s.sendall(b'GET /slow HTTP/1.0\\r\\n\\r\\n')
+        d = b''; named = False
+        try:
+            while True:
+                c = s.recv(65536)
+                if not c: break
+                d += c
+                if not named and b'\\n' in d.split(b'\\r\\n\\r\\n', 1)[-1]:
+                    open('\(transfer).name', 'w').write(d.split(b'\\r\\n\\r\\n', 1)[1].split(b'\\n')[0].decode()); named = True
+            result = 'ok %d' % len(d.split(b'\\r\\n\\r\\n', 1)[1])
+        except Exception as e:
+            result = 'error %s after %d' % (e, len(d))
+        open('\(transfer).done', 'w').write(result)
+        """ + "\" </dev/null >/dev/null 2>&1 ) &")
+        XCTAssertEqual(sh("for i in $(seq 1 50); do [ -s \(transfer).name ] && exit 0; sleep 0.1; done; exit 1").0, 0, "the transfer did not start")
+        return (try? String(contentsOfFile: "\(transfer).name", encoding: .utf8)) ?? ""
     }
 
     /// Raw frames sent from the client's veth with AF_PACKET, as fast as
@@ -430,24 +437,7 @@ final class LabTests: XCTestCase {
 
             // A long transfer (13 MB over 10 s) to the VIP, started before the floods.
             let transfer = "\(run)/transfer"
-            sh("( closefds; exec ip netns exec \(lab)-client python3 -c \"" + """
-            import socket
-            s = socket.socket(); s.settimeout(15); s.connect(('203.0.113.10', 80)); s.sendall(b'GET /slow HTTP/1.0\\r\\n\\r\\n')
-            d = b''; named = False
-            try:
-                while True:
-                    c = s.recv(65536)
-                    if not c: break
-                    d += c
-                    if not named and b'\\n' in d.split(b'\\r\\n\\r\\n', 1)[-1]:
-                        open('\(transfer).name', 'w').write(d.split(b'\\r\\n\\r\\n', 1)[1].split(b'\\n')[0].decode()); named = True
-                result = 'ok %d' % len(d.split(b'\\r\\n\\r\\n', 1)[1])
-            except Exception as e:
-                result = 'error %s after %d' % (e, len(d))
-            open('\(transfer).done', 'w').write(result)
-            """ + "\" </dev/null >/dev/null 2>&1 ) &")
-            XCTAssertEqual(sh("for i in $(seq 1 50); do [ -s \(transfer).name ] && exit 0; sleep 0.1; done; exit 1").0, 0, "the transfer did not start")
-            let owner = (try? String(contentsOfFile: "\(transfer).name", encoding: .utf8)) ?? ""
+            let owner = startTransfer(transfer, timeout: 15)
 
             let s0 = stats(), m0 = memory()
             var figures: [String] = []
