@@ -295,6 +295,10 @@ struct Work {
     let learned = UnsafeMutableRawPointer.allocate(byteCount: 32, alignment: 16)
     let forwarder = Forwarder()
     var cache: NeighborCache
+    /// Whole rewrites for plain IPv4 packets by (group, member), under `cache.tag`.
+    let fastHops: FastHops
+    /// Per burst: 1 where pass 1 found a plain IPv4 packet for the short path.
+    let plain: UnsafeMutablePointer<UInt8>
     /// Each backend's MAC when it is on a link of the appliance, by VIP slot and backend position.
     var backendMACs: NeighborCache
     let lb: UnsafeMutablePointer<UInt64>
@@ -320,6 +324,9 @@ struct Work {
     let found: UnsafeMutablePointer<UInt32>
     /// VIP destinations' last bytes (Snapshot.vipAddressFilter), for the snapshot `filterSeen`.
     let vipFilter = UnsafeMutablePointer<UInt64>.allocate(capacity: 4)
+    /// Each DPDK port's data-port MAC as a 48-bit word (`.max` for TAPs and
+    /// unknown ports), for the snapshot `filterSeen`.
+    let portMACs = UnsafeMutablePointer<UInt64>.allocate(capacity: Fabric.maxDPDKPorts)
     var filterSeen: UInt64 = .max
     var clock: UInt64
     var icmpBucket: TokenBucket
@@ -353,6 +360,9 @@ struct Work {
         found = .allocate(capacity: f.burst)
         found.initialize(repeating: 0, count: f.burst)
         cache = NeighborCache(groups: f.nextHopGroups, ways: f.ecmpWays)
+        fastHops = FastHops(groups: f.nextHopGroups, ways: f.ecmpWays)
+        plain = .allocate(capacity: f.burst)
+        plain.initialize(repeating: 0, count: f.burst)
         backendMACs = NeighborCache(groups: max(f.vipSlots * f.backendSlots, 1), ways: 1)
         clock = monotonicNs()
         icmpBucket = TokenBucket(rate: f.icmpRate, burst: f.icmpBurst, now: clock)
@@ -363,9 +373,11 @@ struct Work {
     func release() {
         conn?.deallocate()
         cache.deallocate()
+        fastHops.deallocate()
+        plain.deallocate()
         backendMACs.deallocate()
         for p in [nextHop, scratch, learned, lbScratch, dst6] { p.deallocate() }
-        vipFilter.deallocate(); infos.deallocate(); results.deallocate(); vips.deallocate(); hashes.deallocate()
+        vipFilter.deallocate(); portMACs.deallocate(); infos.deallocate(); results.deallocate(); vips.deallocate(); hashes.deallocate()
         groups.deallocate(); dst4.deallocate(); at4.deallocate(); at6.deallocate(); atV.deallocate(); found.deallocate()
     }
 
@@ -428,14 +440,17 @@ struct Work {
         }
     }
 
-    /// Routes one burst in three passes. 1: parse each packet (its mbuf
-    /// prefetched a few ahead), find VIP traffic (whose connection-table
-    /// bucket pass 2 prefetches) and collect the other packets' destinations.
-    /// 2: prefetch those buckets and look all those destinations up at once, in a tight loop whose root
-    /// loads overlap (the table is far larger than the caches and TLB; a
-    /// prefetch issued between two packets' worth of work blocked retirement
-    /// on its page walk, so the work could not hide it). 3: route each packet
-    /// with its next-hop group known.
+    /// Routes one burst in three passes. 1 (`classify`): check each packet
+    /// (its mbuf prefetched a few ahead): plain IPv4 packets keep only their
+    /// destination; the others are parsed, VIP traffic found (its
+    /// connection-table bucket pass 2 prefetches) and their destinations
+    /// collected. 2: prefetch those buckets and look all the destinations up
+    /// at once, in a tight loop whose root loads overlap (the table is far
+    /// larger than the caches and TLB; a prefetch issued between two packets'
+    /// worth of work blocked retirement on its page walk, so the work could
+    /// not hide it). 3: forward plain packets whose group's rewrite is cached
+    /// (`FastHops`) in a few instructions; route every other packet the full
+    /// way, with its next-hop group known.
     @inline(__always)
     mutating func processBurst(_ rx: UnsafeMutablePointer<OpaquePointer?>, _ n: Int, snapshot s: Snapshot, seen: UInt64,
                                neighbors: borrowing NeighborTable) {
@@ -444,18 +459,103 @@ struct Work {
         backendMACs.tag = cache.tag
         if seen != filterSeen {
             s.vipAddressFilter(into: vipFilter)
+            for d in 0..<Fabric.maxDPDKPorts {
+                let k = Int(f.indexOfDPDKPort[d])
+                portMACs[d] = k >= 0 ? s.portMACWord(k) : .max // .max: no frame's masked word matches
+            }
             filterSeen = seen
         }
-        for i in 0..<min(n, 4) { mbufPrefetch(rx[i]!) }
+        // The burst's mbufs, not optional (rx_burst filled the first n).
+        let mb = UnsafeMutableRawPointer(rx).assumingMemoryBound(to: OpaquePointer.self)
+        let (n4, n6, nV) = classify(mb, n, snapshot: s)
+        // Connection-table buckets of VIP flows: also far larger than the TLB reaches.
+        if let conn { for j in 0..<nV { conn.prefetch(hashes[Int(atV[j])]) } }
+        if n4 > 0 {
+            s.ipv4.lookupBurst(dst4, found, count: n4)
+            for j in 0..<n4 { groups[Int(at4[j])] = found[j] }
+        }
+        if n6 > 0 {
+            s.ipv6.lookupBulk(UnsafePointer(dst6.assumingMemoryBound(to: UInt8.self)), found, count: n6)
+            for j in 0..<n6 { groups[Int(at6[j])] = found[j] }
+        }
+        let tag = cache.tag, hops = fastHops, limit = UInt32(truncatingIfNeeded: hops.groups)
+        let plain = plain, groups = groups, stage = stage, staged = staged, burst = f.burst
+        var fast: UInt64 = 0
+        for i in 0..<n {
+            let m = mb[i]
+            guard plain[i] != 0 else {
+                process(m, parsed: results[i], info: infos[i], vip: vips[i], hash: hashes[i], group: groups[i], snapshot: s, neighbors: neighbors)
+                continue
+            }
+            let g = groups[i]
+            let p = mbufData(m)
+            if g < limit { // a route (not noRoute) the cache can hold
+                var e = hops.entry(g, 0)
+                var hit = e.load(as: UInt64.self) == tag
+                let count = e.load(fromByteOffset: 24, as: UInt8.self)
+                if hit && count > 1 {
+                    // ECMP: the member `route` would pick, by the same 5-tuple hash.
+                    let h = FlowHash.v4(src: UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 26, as: UInt32.self)),
+                                        dst: UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 30, as: UInt32.self)),
+                                        proto: p.load(fromByteOffset: 23, as: UInt8.self),
+                                        srcPort: UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 34, as: UInt16.self)),
+                                        dstPort: UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 36, as: UInt16.self)))
+                    e = hops.entry(g, Int(truncatingIfNeeded: h % UInt64(count)))
+                    hit = e.load(as: UInt64.self) == tag
+                }
+                // Not above the out port's MTU (the full path sends the ICMP error).
+                if hit && UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 16, as: UInt16.self)) <= e.load(fromByteOffset: 22, as: UInt16.self) {
+                    decrementTTLFast(ipv4: p + 14)
+                    p.storeBytes(of: e.load(fromByteOffset: 8, as: UInt64.self), as: UInt64.self)
+                    p.storeBytes(of: e.load(fromByteOffset: 16, as: UInt32.self), toByteOffset: 8, as: UInt32.self)
+                    fast &+= 1
+                    // emit(m, port), with the staging pointers in registers.
+                    let k = Int(e.load(fromByteOffset: 20, as: UInt16.self))
+                    let c = staged[k]
+                    stage[k &* burst &+ c] = m
+                    staged[k] = c &+ 1
+                    if c &+ 1 == burst { flush(k) }
+                    continue
+                }
+            }
+            // The full path, which also fills the group's entries for the next packets.
+            let r = Parser.parse(p, length: mbufLength(m), into: &infos[i])
+            process(m, parsed: r, info: infos[i], vip: -1, hash: 0, group: g, snapshot: s, neighbors: neighbors)
+            if g < limit { hops.fill(g, snapshot: s, cache: cache) }
+        }
+        counters[Counter.fastForwarded] &+= fast
+    }
+
+    /// Pass 1 of `processBurst`: fills `plain`, and for the other packets
+    /// `results`, `infos`, `vips`, `hashes` and `groups` (noRoute); collects
+    /// the destinations to look up (`dst4`/`at4`, `dst6`/`at6`) and the VIP
+    /// flows whose buckets to prefetch (`atV`).
+    @inline(__always)
+    mutating func classify(_ mb: UnsafeMutablePointer<OpaquePointer>, _ n: Int, snapshot s: Snapshot) -> (Int, Int, Int) {
+        let plain = plain, dst4 = dst4, at4 = at4, vipFilter = vipFilter, portMACs = portMACs
+        for i in 0..<min(n, 4) { mbufPrefetch(mb[i]) }
         var n4 = 0, n6 = 0, nV = 0
         for i in 0..<n {
-            if i &+ 4 < n { mbufPrefetch(rx[i &+ 4]!) }
-            let m = rx[i]!
+            if i &+ 4 < n { mbufPrefetch(mb[i &+ 4]) }
+            let m = mb[i]
             let p = mbufData(m)
-            let r = Parser.parse(p, length: mbufLength(m), into: &infos[i])
-            results[i] = r
+            let len = mbufLength(m)
+            // The common case: plain IPv4 TCP/UDP, unicast to the in-port's MAC, not a
+            // VIP's. Only its destination is kept; pass 3 parses it fully if it needs to.
+            if Parser.plainIPv4(p, length: len),
+               p.loadUnaligned(as: UInt64.self) & 0xFFFF_FFFF_FFFF == portMACs[Int(mbufPort(m)) & (Fabric.maxDPDKPorts - 1)],
+               case let last = Int(p.load(fromByteOffset: 33, as: UInt8.self)), vipFilter[last >> 6] & (1 &<< UInt64(last & 63)) == 0 {
+                plain[i] = 1
+                dst4[n4] = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 30, as: UInt32.self))
+                at4[n4] = UInt8(truncatingIfNeeded: i)
+                n4 &+= 1
+                continue
+            }
+            plain[i] = 0
             vips[i] = -1
             groups[i] = LPMEntry.noRoute
+            let r = Parser.parse(p, length: len, into: &infos[i])
+            results[i] = r
             guard r == .none else { continue }
             let l3 = Int(infos[i].l3Offset)
             // VIP traffic: start loading the flow's connection-table bucket instead.
@@ -484,19 +584,7 @@ struct Work {
                 n6 &+= 1
             }
         }
-        // Connection-table buckets of VIP flows: also far larger than the TLB reaches.
-        if let conn { for j in 0..<nV { conn.prefetch(hashes[Int(atV[j])]) } }
-        if n4 > 0 {
-            s.ipv4.lookupBulk(dst4, found, count: n4)
-            for j in 0..<n4 { groups[Int(at4[j])] = found[j] }
-        }
-        if n6 > 0 {
-            s.ipv6.lookupBulk(UnsafePointer(dst6.assumingMemoryBound(to: UInt8.self)), found, count: n6)
-            for j in 0..<n6 { groups[Int(at6[j])] = found[j] }
-        }
-        for i in 0..<n {
-            process(rx[i]!, parsed: results[i], info: infos[i], vip: vips[i], hash: hashes[i], group: groups[i], snapshot: s, neighbors: neighbors)
-        }
+        return (n4, n6, nV)
     }
 
     @inline(__always)

@@ -94,3 +94,15 @@ public func decrementTTL(ipv4 p: UnsafeMutableRawPointer) {
     p.storeBytes(of: ttl &- 1, toByteOffset: 8, as: UInt8.self)
     p.storeBytes(of: Checksum.update(c, old: old, new: new).bigEndian, toByteOffset: 10, as: UInt16.self)
 }
+
+/// `decrementTTL` for a header known to have TTL > 1, with the RFC 1624
+/// update specialised: the TTL/protocol word always drops by 0x0100, so
+/// ~m + m' is the constant 0xFEFF and one fold is enough. Same result as
+/// `decrementTTL` (a unit test compares them for every checksum value).
+@inlinable @inline(__always)
+public func decrementTTLFast(ipv4 p: UnsafeMutableRawPointer) {
+    p.storeBytes(of: p.load(fromByteOffset: 8, as: UInt8.self) &- 1, toByteOffset: 8, as: UInt8.self)
+    let c = UInt32(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 10, as: UInt16.self)))
+    let x = (~c & 0xFFFF) &+ 0xFEFF
+    p.storeBytes(of: (~UInt16(truncatingIfNeeded: (x & 0xFFFF) &+ (x >> 16))).bigEndian, toByteOffset: 10, as: UInt16.self)
+}

@@ -210,3 +210,33 @@ public enum Parser {
         return .none
     }
 }
+
+extension Parser {
+    /// The common case, checked in one go: true only for a frame that
+    /// `parse` accepts as an untagged IPv4 packet without options, not a
+    /// fragment, TCP or UDP with its header present, whose destination is
+    /// unicast and whose TTL lets a router forward it (> 1). The data path
+    /// forwards such frames on a short path (`FastHops`); anything else, and
+    /// any frame this says false for, goes through `parse`. The checks are
+    /// `parse`'s own (RFC 1812 5.2.2 and 5.3.7) on whole words; each is a
+    /// branch the common case always takes the same way.
+    @inlinable @inline(__always)
+    public static func plainIPv4(_ p: UnsafeRawPointer, length: Int) -> Bool {
+        guard length >= 34 else { return false } // the L4 header: total length against the frame, below
+        // Memory order, little-endian words: bytes 12-19 are EtherType, version/IHL,
+        // TOS, total length, id; bytes 20-23 flags/offset, TTL, protocol.
+        let w0 = p.loadUnaligned(fromByteOffset: 12, as: UInt64.self)
+        let w1 = p.loadUnaligned(fromByteOffset: 20, as: UInt32.self)
+        guard w0 & 0xFF_FFFF == 0x45_0008, w1 & 0xFF3F == 0, w1 & 0xFE_0000 != 0 else { return false } // no fragment, TTL > 1
+        let total = Int(UInt16(truncatingIfNeeded: w0 >> 32).byteSwapped)
+        let proto = w1 >> 24
+        guard 14 &+ total <= length, proto == 6 ? total >= 40 : (proto == 17 && total >= 28) else { return false }
+        // First octets: 0/8, 127/8 and 224/3 are martian sources (RFC 1812 5.3.7); as
+        // destinations 0/8 and 127/8 are martian, 224/4 multicast and 240/4 not for here.
+        let s8 = p.load(fromByteOffset: 26, as: UInt8.self), d8 = p.load(fromByteOffset: 30, as: UInt8.self)
+        guard s8 &- 1 < 223, d8 &- 1 < 223, s8 != 127, d8 != 127 else { return false }
+        // The header checksum: the 20 bytes' one's-complement sum is 0xFFFF exactly when
+        // their plain sum is a non-zero multiple of 0xFFFF (2^16 = 1 mod 0xFFFF).
+        return Checksum.sum20(p + 14) % 0xFFFF == 0
+    }
+}

@@ -21,6 +21,8 @@ public enum Counter {
     /// A gauge: flows alive in this lcore's connection table at the end of its
     /// last counting pass (a drained appliance is empty when the sum is 0).
     public static let liveFlows = 153
+    /// Packets forwarded on the short path (`FastHops`), a subset of the TX counts.
+    public static let fastForwarded = 154
     public static let count = 160
 
     public static let names: [(Int, String)] = [
@@ -29,6 +31,7 @@ public enum Counter {
         (toKernel, "to_kernel"), (fromKernel, "from_kernel"), (ringFull, "ring_full"), (neighborMisses, "neighbor_misses"),
         (held, "held"), (heldReleased, "held_released"), (heldExpired, "held_expired"), (noMbuf, "no_mbuf"),
         (learned, "neighbors_learned"), (neighborTableFull, "neighbor_table_full"), (snapshotSwitches, "snapshot_switches"),
+        (fastForwarded, "fast_forwarded"),
     ]
 }
 

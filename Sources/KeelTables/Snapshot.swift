@@ -90,6 +90,14 @@ public struct Snapshot: @unchecked Sendable {
             && m.loadUnaligned(fromByteOffset: 4, as: UInt16.self) == p.loadUnaligned(fromByteOffset: 4, as: UInt16.self)
     }
 
+    /// Port `port`'s MAC as the low 6 bytes of a word (memory order, as a
+    /// little-endian load of a frame's first 8 bytes masked to 48 bits reads it).
+    @inlinable
+    public func portMACWord(_ port: Int) -> UInt64 {
+        let m = ports + (port &* SnapshotLayout.portSize &+ 4)
+        return UInt64(m.loadUnaligned(as: UInt32.self)) | UInt64(m.loadUnaligned(fromByteOffset: 4, as: UInt16.self)) << 32
+    }
+
     @inlinable @inline(__always)
     public func copyPortMAC(_ port: Int, to p: UnsafeMutableRawPointer) {
         p.copyMemory(from: ports + (port &* SnapshotLayout.portSize &+ 4), byteCount: 6)

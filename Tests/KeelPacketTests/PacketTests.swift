@@ -43,6 +43,69 @@ final class ChecksumTests: XCTestCase {
     }
 }
 
+final class ShortPathTests: XCTestCase {
+    /// The specialised TTL decrement gives `decrementTTL`'s bytes for every
+    /// checksum value and every TTL the short path decrements (2...255).
+    func testFastTTLDecrementEqualsRFC1624() {
+        var a = [UInt8](repeating: 0, count: 20), b = a
+        for ttl in [2, 3, 64, 128, 255] as [UInt8] {
+            for c in 0...0xFFFF {
+                a[8] = ttl; a[9] = 17; a[10] = UInt8(c >> 8); a[11] = UInt8(c & 0xFF)
+                b = a
+                a.withUnsafeMutableBytes { decrementTTL(ipv4: $0.baseAddress!) }
+                b.withUnsafeMutableBytes { decrementTTLFast(ipv4: $0.baseAddress!) }
+                if a != b { XCTFail("TTL \(ttl) checksum \(c): \(a[10...11]) vs \(b[10...11])"); return }
+            }
+        }
+    }
+
+    /// What the short path's check accepts, the full parse accepts with the
+    /// same reading: an untagged IPv4 TCP/UDP packet, IHL 5, not a
+    /// fragment, TTL > 1, unicast destination. Random mutations of plain frames.
+    func testPlainIPv4ImpliesTheFullParse() {
+        var rng = SplitMix64(seed: 1812)
+        var info = PacketInfo()
+        var accepted = 0, rejectedButParsed = 0
+        let bases = [PacketBuilder.ipv4(src: "10.1.0.2", dst: "203.0.113.9", proto: 17),
+                     PacketBuilder.ipv4(src: "10.1.0.2", dst: "203.0.113.9", proto: 6),
+                     PacketBuilder.ipv4(src: "192.0.2.1", dst: "8.8.8.8", proto: 6, payload: [])]
+        for b in bases { XCTAssertTrue(b.withUnsafeBytes { Parser.plainIPv4($0.baseAddress!, length: $0.count) }) }
+        for i in 0..<300_000 {
+            var f = bases[i % bases.count]
+            for _ in 0...Int(rng.next() % 3) {
+                let k = 12 + Int(rng.next() % UInt64(f.count - 12))
+                f[k] = rng.next() % 4 == 0 ? UInt8(truncatingIfNeeded: rng.next()) : f[k] ^ (1 << UInt8(rng.next() % 8))
+            }
+            if rng.next() % 2 == 0 { // fix the header checksum, so the other checks are reached
+                f[24] = 0; f[25] = 0
+                let c = f.withUnsafeBytes { Checksum.ipv4Header($0.baseAddress! + 14, headerLength: 20) }
+                f[24] = UInt8(c >> 8); f[25] = UInt8(c & 0xFF)
+            }
+            let cut = rng.next() % 8 == 0 ? Int(rng.next() % UInt64(f.count + 1)) : f.count
+            let frame = Array(f.prefix(cut))
+            let (plain, verdict) = frame.withUnsafeBufferPointer { b -> (Bool, DropReason) in
+                let p = UnsafeMutableRawPointer.allocate(byteCount: max(1, b.count), alignment: 1)
+                defer { p.deallocate() }
+                if b.count > 0 { p.copyMemory(from: b.baseAddress!, byteCount: b.count) }
+                return (Parser.plainIPv4(p, length: b.count), Parser.parse(p, length: b.count, into: &info))
+            }
+            guard plain else { if verdict == .none { rejectedButParsed += 1 }; continue }
+            accepted += 1
+            XCTAssertEqual(verdict, .none, "\(frame)")
+            XCTAssertEqual(info.l3, PacketInfo.ipv4)
+            XCTAssertEqual(info.l3Offset, 14)
+            XCTAssertEqual(info.l4Offset, 34)
+            XCTAssertTrue(info.l4Proto == 6 || info.l4Proto == 17)
+            XCTAssertFalse(info.fragment)
+            XCTAssertGreaterThan(frame[22], 1, "TTL")
+            XCTAssertLessThan(frame[30], 224, "unicast destination")
+            if verdict != .none { return }
+        }
+        XCTAssertGreaterThan(accepted, 10_000)
+        XCTAssertGreaterThan(rejectedButParsed, 10_000, "the full parse takes what the short path leaves")
+    }
+}
+
 /// Table-driven: frame -> drop reason (or none) and what the parser found.
 final class ParserTests: XCTestCase {
     struct Case {

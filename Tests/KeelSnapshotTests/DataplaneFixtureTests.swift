@@ -291,6 +291,95 @@ final class DataplaneFixtureTests: XCTestCase {
         XCTAssertEqual(r.port(0, "rx_packets") + r.port(1, "rx_packets"), cases.count)
     }
 
+    /// The short path (plain IPv4 with a cached rewrite, `FastHops`) against
+    /// the full path's rules: 600 frames, mostly plain TCP/UDP to a gateway
+    /// route and to the ECMP route, with a case the short path must not take
+    /// every few frames (TTL 2 and 1, DF and over the MTU, a bad checksum, IP
+    /// options, another MAC, multicast). Every frame must come out exactly
+    /// as the rules say, and most plain ones by the short path.
+    func testShortPathAgreesWithFullPath() throws {
+        var frames: [[UInt8]] = [], expected: [(Int, ([UInt8]) -> Bool)] = []
+        var drops: [String: Int] = [:], plain = 0
+        var rng = SplitMix64(seed: 7)
+        func exact(_ b: [UInt8]) -> ([UInt8]) -> Bool { { $0 == b } }
+        func ecmpMAC(_ f: [UInt8]) -> [UInt8] {
+            var info = PacketInfo()
+            let h = f.withUnsafeBytes { p -> UInt64 in
+                _ = Parser.parse(p.baseAddress!, length: f.count, into: &info)
+                return FlowHash.of(p.baseAddress!, info)
+            }
+            return h % 2 == 0 ? Self.ecmp2 : Self.ecmp3
+        }
+        for i in 0..<600 {
+            let port = UInt16(2000 + i), proto: UInt8 = rng.next() % 2 == 0 ? 6 : 17
+            let ecmp = rng.next() % 2 == 0
+            let dst = ecmp ? "198.51.100.\(1 + rng.next() % 200)" : "203.0.113.\(1 + rng.next() % 200)"
+            var f = B.ipv4(src: "10.1.0.\(2 + rng.next() % 200)", dst: dst, proto: proto, srcPort: port)
+            f.replaceSubrange(0..<6, with: Self.mac0)
+            switch i % 16 {
+            case 3:
+                f = B.ipv4(src: "10.1.0.2", dst: dst, proto: proto, ttl: 2, srcPort: port)
+                f.replaceSubrange(0..<6, with: Self.mac0)
+                expected.append((1, exact(Self.routed(f, dst: ecmp ? ecmpMAC(f) : Self.gw, src: Self.mac1))))
+                plain += 1
+            case 5:
+                f = B.ipv4(src: "10.1.0.2", dst: dst, ttl: 1, srcPort: port)
+                f.replaceSubrange(0..<6, with: Self.mac0)
+                expected.append((0, Self.icmp4(type: 11, code: 0, from: [10, 1, 0, 1], id: Int(port))))
+                drops["ttlExpired", default: 0] += 1
+            case 7:
+                f = B.ipv4(src: "10.1.0.2", dst: dst, srcPort: port, payload: Array(repeating: 7, count: 1450), df: true)
+                f.replaceSubrange(0..<6, with: Self.mac0)
+                expected.append((0, Self.icmp4(type: 3, code: 4, from: [10, 1, 0, 1], id: Int(port), mtu: 1400)))
+                drops["tooBig", default: 0] += 1
+            case 9:
+                f[24] ^= 0x5A
+                drops["ipv4BadChecksum", default: 0] += 1
+            case 11:
+                f.replaceSubrange(0..<6, with: [2, 0, 0, 0, 0, 0x55])
+                drops["otherMAC", default: 0] += 1
+            case 13:
+                f.replaceSubrange(30..<34, with: [239, 1, 2, 3])
+                f[24] = 0; f[25] = 0
+                let c = f.withUnsafeBytes { Checksum.ipv4Header($0.baseAddress! + 14, headerLength: 20) }
+                f[24] = UInt8(c >> 8); f[25] = UInt8(c & 0xFF)
+                drops["multicast", default: 0] += 1
+            case 15:
+                // IPv4 options (IHL 6: a no-op option word): the full path routes it.
+                var g = Array(f[0..<34]) + [1, 1, 1, 0] + Array(f[34...])
+                g[14] = 0x46
+                let total = Int(g[16]) << 8 | Int(g[17]) + 4
+                g[16] = UInt8(total >> 8); g[17] = UInt8(total & 0xFF)
+                g[24] = 0; g[25] = 0
+                let c = g.withUnsafeBytes { Checksum.ipv4Header($0.baseAddress! + 14, headerLength: 24) }
+                g[24] = UInt8(c >> 8); g[25] = UInt8(c & 0xFF)
+                f = g
+                expected.append((1, exact(Self.routed(f, dst: ecmp ? ecmpMAC(f) : Self.gw, src: Self.mac1))))
+            default:
+                expected.append((1, exact(Self.routed(f, dst: ecmp ? ecmpMAC(f) : Self.gw, src: Self.mac1))))
+                plain += 1
+            }
+            frames.append(f)
+        }
+        for pipeline in [false, true] {
+            let r = try DataplaneRun.run(Self.routing, inputs: [frames, []], seconds: 2.5, pipeline: pipeline)
+            XCTAssertEqual(r.status, 0, r.log)
+            var outputs = r.outputs
+            var missing = 0
+            for (port, test) in expected {
+                if let k = outputs[port].firstIndex(where: test) { outputs[port].remove(at: k) } else { missing += 1 }
+            }
+            XCTAssertEqual(missing, 0, "expected frames not sent (pipeline: \(pipeline))")
+            XCTAssertEqual(outputs.map(\.count), [0, 0], "unexpected frames (pipeline: \(pipeline))")
+            let got = (r.stats["drops"] as? [String: Any] ?? [:]).mapValues { ($0 as? NSNumber)?.intValue ?? 0 }
+            XCTAssertEqual(got, drops, "drop counters (pipeline: \(pipeline))")
+            // The first packet of each group per burst-tag fills the cache; nearly all the rest take the short path.
+            let fast = r.event("fast_forwarded")
+            XCTAssertLessThanOrEqual(fast, plain, "only plain packets take the short path")
+            XCTAssertGreaterThan(fast, plain * 9 / 10, "plain packets should take the short path once their group is cached")
+        }
+    }
+
     func testFixturesRunToCompletion() throws { try runFixtures(pipeline: false) }
     func testFixturesPipeline() throws { try runFixtures(pipeline: true) }
 }

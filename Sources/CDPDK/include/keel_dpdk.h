@@ -23,7 +23,7 @@
 int keel_rte_errno(void);
 
 /* rte_pktmbuf_mtod is a macro. */
-static inline void *keel_mbuf_data(struct rte_mbuf *m) { return rte_pktmbuf_mtod(m, void *); }
+static inline void *_Nonnull keel_mbuf_data(struct rte_mbuf *_Nonnull m) { return rte_pktmbuf_mtod(m, void *); }
 /* data_len/pkt_len sit in an anonymous-union-heavy struct; one accessor each keeps Swift out of its layout. */
 static inline uint16_t keel_mbuf_data_len(const struct rte_mbuf *m) { return m->data_len; }
 static inline void keel_mbuf_set_len(struct rte_mbuf *m, uint16_t len) { m->data_len = len; m->pkt_len = len; }
