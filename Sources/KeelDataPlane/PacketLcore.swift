@@ -102,8 +102,7 @@ public struct PacketLcore: @unchecked Sendable {
                 rx[got] = m
                 got += 1
             }
-            countRX(0, rx, got)
-            w.processBurst(rx, got, snapshot: reader.snapshot, seen: reader.seen, neighbors: neighbors)
+            w.processBurst(rx, got, snapshot: reader.snapshot, seen: reader.seen, neighbors: neighbors, rxPort: 0)
             w.flushAll()
         }
         between(false)
@@ -155,8 +154,9 @@ public struct PacketLcore: @unchecked Sendable {
             case .single:
                 if st == 0 {
                     for p in owned {
-                        let n = receive(p, rx)
-                        if n > 0 { w.processBurst(rx, n, snapshot: reader!.snapshot, seen: reader!.seen, neighbors: neighbors) }
+                        // Counted in the burst's first pass, not in a loop of its own.
+                        let n = EthPort(existing: f.portIds[p]).receive(queue: 0, rx, max: UInt16(burst))
+                        if n > 0 { w.processBurst(rx, n, snapshot: reader!.snapshot, seen: reader!.seen, neighbors: neighbors, rxPort: p) }
                     }
                 }
                 w.flushAll()
@@ -301,6 +301,11 @@ struct Work {
     let plain: UnsafeMutablePointer<UInt8>
     /// Each backend's MAC when it is on a link of the appliance, by VIP slot and backend position.
     var backendMACs: NeighborCache
+    /// Each backend's tunnel, by VIP slot and backend position (`tunnelSize`
+    /// bytes each): tag (under `cache.tag`), outer Ethernet addresses (12),
+    /// out port, its MTU, outer source (16, IPv4 mapped, at 32).
+    let tunnels: UnsafeMutableRawPointer
+    static let tunnelSize = 64
     let lb: UnsafeMutablePointer<UInt64>
     /// The connection table (routing lcores; nil on I/O lcores).
     let conn: ConnTable?
@@ -328,6 +333,8 @@ struct Work {
     /// unknown ports), for the snapshot `filterSeen`.
     let portMACs = UnsafeMutablePointer<UInt64>.allocate(capacity: Fabric.maxDPDKPorts)
     var filterSeen: UInt64 = .max
+    /// Plain packets in the burst being processed (set by `classify`).
+    var plainCount = 0
     var clock: UInt64
     var icmpBucket: TokenBucket
     var slowStage: Int { 2 * f.portCount }
@@ -364,6 +371,9 @@ struct Work {
         plain = .allocate(capacity: f.burst)
         plain.initialize(repeating: 0, count: f.burst)
         backendMACs = NeighborCache(groups: max(f.vipSlots * f.backendSlots, 1), ways: 1)
+        let tunnelBytes = max(f.vipSlots * f.backendSlots, 1) * Work.tunnelSize
+        tunnels = .allocate(byteCount: tunnelBytes, alignment: 64)
+        tunnels.initializeMemory(as: UInt8.self, repeating: 0, count: tunnelBytes)
         clock = monotonicNs()
         icmpBucket = TokenBucket(rate: f.icmpRate, burst: f.icmpBurst, now: clock)
     }
@@ -376,7 +386,7 @@ struct Work {
         fastHops.deallocate()
         plain.deallocate()
         backendMACs.deallocate()
-        for p in [nextHop, scratch, learned, lbScratch, dst6] { p.deallocate() }
+        for p in [nextHop, scratch, learned, lbScratch, dst6, tunnels] { p.deallocate() }
         vipFilter.deallocate(); portMACs.deallocate(); infos.deallocate(); results.deallocate(); vips.deallocate(); hashes.deallocate()
         groups.deallocate(); dst4.deallocate(); at4.deallocate(); at6.deallocate(); atV.deallocate(); found.deallocate()
     }
@@ -453,7 +463,7 @@ struct Work {
     /// way, with its next-hop group known.
     @inline(__always)
     mutating func processBurst(_ rx: UnsafeMutablePointer<OpaquePointer?>, _ n: Int, snapshot s: Snapshot, seen: UInt64,
-                               neighbors: borrowing NeighborTable) {
+                               neighbors: borrowing NeighborTable, rxPort: Int = -1) {
         // Cached MACs hold while neither the neighbor table nor the snapshot changed.
         cache.tag = (neighbors.version &<< 24 ^ seen) | 1
         backendMACs.tag = cache.tag
@@ -467,7 +477,11 @@ struct Work {
         }
         // The burst's mbufs, not optional (rx_burst filled the first n).
         let mb = UnsafeMutableRawPointer(rx).assumingMemoryBound(to: OpaquePointer.self)
-        let (n4, n6, nV) = classify(mb, n, snapshot: s)
+        let (n4, n6, nV, bytes) = classify(mb, n, snapshot: s)
+        if rxPort >= 0 { // run to completion: the RX counts of the burst just received
+            counters[Counter.rxPackets(rxPort)] &+= UInt64(n)
+            counters[Counter.rxBytes(rxPort)] &+= UInt64(bytes)
+        }
         // Connection-table buckets of VIP flows: also far larger than the TLB reaches.
         if let conn { for j in 0..<nV { conn.prefetch(hashes[Int(atV[j])]) } }
         if n4 > 0 {
@@ -480,7 +494,7 @@ struct Work {
         }
         let tag = cache.tag, hops = fastHops, limit = UInt32(truncatingIfNeeded: hops.groups)
         let plain = plain, groups = groups, stage = stage, staged = staged, burst = f.burst
-        var fast: UInt64 = 0
+        var full = 0 // plain packets that took the full path
         for i in 0..<n {
             let m = mb[i]
             guard plain[i] != 0 else {
@@ -508,7 +522,6 @@ struct Work {
                     decrementTTLFast(ipv4: p + 14)
                     p.storeBytes(of: e.load(fromByteOffset: 8, as: UInt64.self), as: UInt64.self)
                     p.storeBytes(of: e.load(fromByteOffset: 16, as: UInt32.self), toByteOffset: 8, as: UInt32.self)
-                    fast &+= 1
                     // emit(m, port), with the staging pointers in registers.
                     let k = Int(e.load(fromByteOffset: 20, as: UInt16.self))
                     let c = staged[k]
@@ -518,73 +531,128 @@ struct Work {
                     continue
                 }
             }
-            // The full path, which also fills the group's entries for the next packets.
-            let r = Parser.parse(p, length: mbufLength(m), into: &infos[i])
-            process(m, parsed: r, info: infos[i], vip: -1, hash: 0, group: g, snapshot: s, neighbors: neighbors)
-            if g < limit { hops.fill(g, snapshot: s, cache: cache) }
+            full &+= 1
+            fullPath(m, p, i, group: g, snapshot: s, neighbors: neighbors)
         }
-        counters[Counter.fastForwarded] &+= fast
+        counters[Counter.fastForwarded] &+= UInt64(plainCount &- full)
+    }
+
+    /// A plain packet the short path could not take (no cached rewrite, over
+    /// the MTU): parsed and routed the full way, which also fills its group's
+    /// entries for the next packets. Out of line, so the short path's loop
+    /// keeps its registers.
+    @inline(never)
+    mutating func fullPath(_ m: OpaquePointer, _ p: UnsafeMutableRawPointer, _ i: Int, group g: UInt32, snapshot s: Snapshot,
+                           neighbors: borrowing NeighborTable) {
+        let r = Parser.parse(p, length: mbufLength(m), into: &infos[i])
+        process(m, parsed: r, info: infos[i], vip: -1, hash: 0, group: g, snapshot: s, neighbors: neighbors)
+        if g < UInt32(truncatingIfNeeded: fastHops.groups) { fastHops.fill(g, snapshot: s, cache: cache) }
     }
 
     /// Pass 1 of `processBurst`: fills `plain`, and for the other packets
     /// `results`, `infos`, `vips`, `hashes` and `groups` (noRoute); collects
     /// the destinations to look up (`dst4`/`at4`, `dst6`/`at6`) and the VIP
-    /// flows whose buckets to prefetch (`atV`).
+    /// flows whose buckets to prefetch (`atV`). Returns the counts and the
+    /// burst's bytes; `plainCount` is set.
     @inline(__always)
-    mutating func classify(_ mb: UnsafeMutablePointer<OpaquePointer>, _ n: Int, snapshot s: Snapshot) -> (Int, Int, Int) {
+    mutating func classify(_ mb: UnsafeMutablePointer<OpaquePointer>, _ n: Int, snapshot s: Snapshot) -> (Int, Int, Int, Int) {
         let plain = plain, dst4 = dst4, at4 = at4, vipFilter = vipFilter, portMACs = portMACs
         for i in 0..<min(n, 4) { mbufPrefetch(mb[i]) }
-        var n4 = 0, n6 = 0, nV = 0
+        var counts = BurstCounts()
+        var bytes = 0
         for i in 0..<n {
             if i &+ 4 < n { mbufPrefetch(mb[i &+ 4]) }
             let m = mb[i]
             let p = mbufData(m)
             let len = mbufLength(m)
+            bytes &+= len
             // The common case: plain IPv4 TCP/UDP, unicast to the in-port's MAC, not a
             // VIP's. Only its destination is kept; pass 3 parses it fully if it needs to.
             if Parser.plainIPv4(p, length: len),
-               p.loadUnaligned(as: UInt64.self) & 0xFFFF_FFFF_FFFF == portMACs[Int(mbufPort(m)) & (Fabric.maxDPDKPorts - 1)],
-               case let last = Int(p.load(fromByteOffset: 33, as: UInt8.self)), vipFilter[last >> 6] & (1 &<< UInt64(last & 63)) == 0 {
+               p.loadUnaligned(as: UInt64.self) & 0xFFFF_FFFF_FFFF == portMACs[Int(mbufPort(m)) & (Fabric.maxDPDKPorts - 1)] {
+                let last = Int(p.load(fromByteOffset: 33, as: UInt8.self))
+                if vipFilter[last >> 6] & (1 &<< UInt64(last & 63)) != 0, plainVIP(i, p, snapshot: s, &counts) {
+                    plain[i] = 0
+                    continue
+                }
                 plain[i] = 1
-                dst4[n4] = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 30, as: UInt32.self))
-                at4[n4] = UInt8(truncatingIfNeeded: i)
-                n4 &+= 1
+                dst4[counts.n4] = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 30, as: UInt32.self))
+                at4[counts.n4] = UInt8(truncatingIfNeeded: i)
+                counts.n4 &+= 1
                 continue
             }
             plain[i] = 0
-            vips[i] = -1
-            groups[i] = LPMEntry.noRoute
-            let r = Parser.parse(p, length: len, into: &infos[i])
-            results[i] = r
-            guard r == .none else { continue }
-            let l3 = Int(infos[i].l3Offset)
-            // VIP traffic: start loading the flow's connection-table bucket instead.
-            // (TCP/UDP: an IP packet; the destination's last byte against the VIP filter first.)
-            if (infos[i].l4Proto == 6 || infos[i].l4Proto == 17),
-               case let last = Int(p.load(fromByteOffset: l3 &+ (infos[i].l3 == PacketInfo.ipv4 ? 19 : 39), as: UInt8.self)),
-               vipFilter[last >> 6] & (1 &<< UInt64(last & 63)) != 0 {
-                let vi = LoadBalancer.vip(p, infos[i], s)
-                if vi >= 0 {
-                    vips[i] = vi
-                    let h = FlowHash.of(p, infos[i])
-                    hashes[i] = h
-                    if !infos[i].fragment { atV[nV] = UInt8(truncatingIfNeeded: i); nV &+= 1 }
-                    // The encapsulation writes into the headroom: a line not touched yet.
-                    keel_prefetch0(p + (l3 &- 64))
-                    continue // its backend's LPM entry is hot
-                }
-            }
-            if infos[i].l3 == PacketInfo.ipv4 {
-                dst4[n4] = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: l3 &+ 16, as: UInt32.self))
-                at4[n4] = UInt8(truncatingIfNeeded: i)
-                n4 &+= 1
-            } else if infos[i].l3 == PacketInfo.ipv6 {
-                (dst6 + n6 &* 16).copyMemory(from: p + (l3 &+ 24), byteCount: 16)
-                at6[n6] = UInt8(truncatingIfNeeded: i)
-                n6 &+= 1
+            classifyOther(i, p, len, snapshot: s, &counts)
+        }
+        plainCount = counts.n4 &- counts.other4
+        return (counts.n4, counts.n6, counts.nV, bytes)
+    }
+
+    struct BurstCounts { var n4 = 0, n6 = 0, nV = 0, other4 = 0 }
+
+    /// Pass 1 for a plain packet whose destination passed the VIP filter: if
+    /// it is VIP traffic, its parse result written without the full parse
+    /// (the fields `parse` gives a plain packet), its flow hash, its bucket
+    /// queued for prefetch; true then. False: not a VIP's, route it as plain.
+    @inline(never)
+    mutating func plainVIP(_ i: Int, _ p: UnsafeMutableRawPointer, snapshot s: Snapshot, _ c: inout BurstCounts) -> Bool {
+        var info = PacketInfo()
+        info.l3 = PacketInfo.ipv4
+        info.l3Offset = 14
+        info.l4Offset = 34
+        info.l4Proto = p.load(fromByteOffset: 23, as: UInt8.self)
+        info.l3Length = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 16, as: UInt16.self))
+        info.srcPort = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 34, as: UInt16.self))
+        info.dstPort = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 36, as: UInt16.self))
+        let vi = LoadBalancer.vip(p, info, s)
+        guard vi >= 0 else { return false }
+        infos[i] = info
+        results[i] = .none
+        vips[i] = vi
+        groups[i] = LPMEntry.noRoute
+        hashes[i] = FlowHash.of(p, info)
+        atV[c.nV] = UInt8(truncatingIfNeeded: i)
+        c.nV &+= 1
+        keel_prefetch0(p - 50) // the headroom the encapsulation writes (see classifyOther)
+        return true
+    }
+
+    /// Pass 1 for a packet that is not plain: the full parse, VIP traffic
+    /// found, the destination collected. Out of line, as `fullPath`.
+    @inline(never)
+    mutating func classifyOther(_ i: Int, _ p: UnsafeMutableRawPointer, _ len: Int, snapshot s: Snapshot, _ c: inout BurstCounts) {
+        vips[i] = -1
+        groups[i] = LPMEntry.noRoute
+        let r = Parser.parse(p, length: len, into: &infos[i])
+        results[i] = r
+        guard r == .none else { return }
+        let l3 = Int(infos[i].l3Offset)
+        // VIP traffic: start loading the flow's connection-table bucket instead.
+        // (TCP/UDP: an IP packet; the destination's last byte against the VIP filter first.)
+        if (infos[i].l4Proto == 6 || infos[i].l4Proto == 17),
+           case let last = Int(p.load(fromByteOffset: l3 &+ (infos[i].l3 == PacketInfo.ipv4 ? 19 : 39), as: UInt8.self)),
+           vipFilter[last >> 6] & (1 &<< UInt64(last & 63)) != 0 {
+            let vi = LoadBalancer.vip(p, infos[i], s)
+            if vi >= 0 {
+                vips[i] = vi
+                let h = FlowHash.of(p, infos[i])
+                hashes[i] = h
+                if !infos[i].fragment { atV[c.nV] = UInt8(truncatingIfNeeded: i); c.nV &+= 1 }
+                // The encapsulation writes into the headroom: a line not touched yet.
+                keel_prefetch0(p + (l3 &- 64))
+                return // its backend's LPM entry is hot
             }
         }
-        return (n4, n6, nV)
+        if infos[i].l3 == PacketInfo.ipv4 {
+            dst4[c.n4] = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: l3 &+ 16, as: UInt32.self))
+            at4[c.n4] = UInt8(truncatingIfNeeded: i)
+            c.n4 &+= 1
+            c.other4 &+= 1
+        } else if infos[i].l3 == PacketInfo.ipv6 {
+            (dst6 + c.n6 &* 16).copyMemory(from: p + (l3 &+ 24), byteCount: 16)
+            at6[c.n6] = UInt8(truncatingIfNeeded: i)
+            c.n6 &+= 1
+        }
     }
 
     @inline(__always)
@@ -725,6 +793,23 @@ struct Work {
         let encap = rec.load(fromByteOffset: 2, as: UInt8.self)
         let overhead = LoadBalancer.overhead(encap: encap, outerV4: outerV4)
         let innerLength = Int(info.l3Length)
+        let bc = lb + (f.vipSlots &* LBCounter.perVIP &+ (vi &* f.backendSlots &+ k) &* LBCounter.perBackend)
+        // The short path: this backend's tunnel (outer Ethernet header, out port,
+        // its MTU, outer source) cached by the full path below, for IPv4 outer headers.
+        let te = tunnels + (vi &* f.backendSlots &+ k) &* Work.tunnelSize
+        if quoted == nil && outerV4 && te.load(as: UInt64.self) == cache.tag,
+           innerLength &+ overhead <= Int(te.load(fromByteOffset: 22, as: UInt16.self)),
+           let np = mbufReframe(m, delta: 14 &+ overhead &- Int(info.l3Offset), length: 14 &+ overhead &+ innerLength) {
+            LoadBalancer.encapsulate(outer: np + 14, innerLength: innerLength, innerV4: innerV4, outerV4: true, encap: encap,
+                                     guePort: rec.load(fromByteOffset: 6, as: UInt16.self), hash: flowHash, source: te + 32, destination: b + 16)
+            decrementTTLFast(ipv4: np + 14) // what the routing step takes off every packet
+            np.storeBytes(of: te.load(fromByteOffset: 8, as: UInt64.self), as: UInt64.self)
+            np.storeBytes(of: te.load(fromByteOffset: 16, as: UInt32.self), toByteOffset: 8, as: UInt32.self)
+            np.storeBytes(of: UInt16(0x0800).bigEndian, toByteOffset: 12, as: UInt16.self)
+            countTunnelled(c, bc, b, innerLength: innerLength, fresh: fresh)
+            emit(m, Int(te.load(fromByteOffset: 20, as: UInt16.self)))
+            return
+        }
         let group = forwarder.group(b + 16, v4: outerV4, snapshot: s)
         let port = forwarder.outPort(group: group, hash: flowHash, snapshot: s)
         guard port >= 0 else { drop(m, .noRoute); return }
@@ -760,19 +845,18 @@ struct Work {
         oi.l4Offset = UInt16(14 &+ (outerV4 ? 20 : 40))
         oi.l4Proto = encap == LoadBalancer.gue ? 17 : innerV4 ? 4 : 41
         oi.l3Length = UInt16(overhead &+ innerLength)
-        c[LBCounter.packets] &+= 1
-        c[LBCounter.bytes] &+= UInt64(innerLength)
-        let bc = lb + (f.vipSlots &* LBCounter.perVIP &+ (vi &* f.backendSlots &+ k) &* LBCounter.perBackend)
-        bc[LBCounter.backendPackets] &+= 1
-        bc[LBCounter.backendBytes] &+= UInt64(innerLength)
-        if fresh {
-            c[LBCounter.newFlows] &+= 1
-            bc[LBCounter.backendNewFlows] &+= 1
-            bc[LBCounter.backendID] = UInt64(b.load(as: UInt32.self))
-        }
+        countTunnelled(c, bc, b, innerLength: innerLength, fresh: fresh)
         switch forwarder.route(np, length: frameLength, oi, hash: flowHash, snapshot: s, neighbors: neighbors, nextHop: nextHop,
                                cache: cache, group: group, onLink: backendMACs, onLinkSlot: vi &* f.backendSlots &+ k) {
         case .forward(let out):
+            // Forwarded by a single next hop: cache the tunnel for the short path above.
+            if quoted == nil && outerV4 && s.nextHopGroup(group).count == 1 {
+                (te + 8).copyMemory(from: np, byteCount: 12)
+                te.storeBytes(of: out, toByteOffset: 20, as: UInt16.self)
+                te.storeBytes(of: UInt16(mtu), toByteOffset: 22, as: UInt16.self)
+                (te + 32).copyMemory(from: source, byteCount: 16)
+                te.storeBytes(of: cache.tag, as: UInt64.self)
+            }
             emit(m, Int(out))
         case .resolve:
             counters[Counter.neighborMisses] &+= 1
@@ -781,6 +865,22 @@ struct Work {
             drop(m, why)
         default:
             drop(m, .noRoute)
+        }
+    }
+}
+
+extension Work {
+    /// One tunnelled packet in the VIP's and the backend's counters.
+    @inline(__always)
+    func countTunnelled(_ c: UnsafeMutablePointer<UInt64>, _ bc: UnsafeMutablePointer<UInt64>, _ b: UnsafeRawPointer, innerLength: Int, fresh: Bool) {
+        c[LBCounter.packets] &+= 1
+        c[LBCounter.bytes] &+= UInt64(innerLength)
+        bc[LBCounter.backendPackets] &+= 1
+        bc[LBCounter.backendBytes] &+= UInt64(innerLength)
+        if fresh {
+            c[LBCounter.newFlows] &+= 1
+            bc[LBCounter.backendNewFlows] &+= 1
+            bc[LBCounter.backendID] = UInt64(b.load(as: UInt32.self))
         }
     }
 }
