@@ -297,7 +297,8 @@ struct Work {
     var cache: NeighborCache
     /// Whole rewrites for plain IPv4 packets by (group, member), under `cache.tag`.
     let fastHops: FastHops
-    /// Per burst: 1 where pass 1 found a plain IPv4 packet for the short path.
+    /// Per burst: 1 where pass 1 found a plain IPv4 packet for the short path,
+    /// 2 for a plain IPv4 packet to a VIP, 0 for the rest.
     let plain: UnsafeMutablePointer<UInt8>
     /// Each backend's MAC when it is on a link of the appliance, by VIP slot and backend position.
     var backendMACs: NeighborCache
@@ -497,8 +498,13 @@ struct Work {
         var full = 0 // plain packets that took the full path
         for i in 0..<n {
             let m = mb[i]
-            guard plain[i] != 0 else {
-                process(m, parsed: results[i], info: infos[i], vip: vips[i], hash: hashes[i], group: groups[i], snapshot: s, neighbors: neighbors)
+            guard plain[i] == 1 else {
+                if plain[i] == 2 { // plain VIP traffic: unicast to the in-port's MAC, not ARP/ND, not multicast
+                    let inPort = Int(f.indexOfDPDKPort[Int(mbufPort(m)) & (Fabric.maxDPDKPorts - 1)])
+                    balance(m, mbufData(m), infos[i], vip: Int(vips[i]), quoted: nil, hash: hashes[i], inPort: inPort, snapshot: s, neighbors: neighbors)
+                } else {
+                    process(m, parsed: results[i], info: infos[i], vip: vips[i], hash: hashes[i], group: groups[i], snapshot: s, neighbors: neighbors)
+                }
                 continue
             }
             let g = groups[i]
@@ -572,7 +578,7 @@ struct Work {
                p.loadUnaligned(as: UInt64.self) & 0xFFFF_FFFF_FFFF == portMACs[Int(mbufPort(m)) & (Fabric.maxDPDKPorts - 1)] {
                 let last = Int(p.load(fromByteOffset: 33, as: UInt8.self))
                 if vipFilter[last >> 6] & (1 &<< UInt64(last & 63)) != 0, plainVIP(i, p, snapshot: s, &counts) {
-                    plain[i] = 0
+                    plain[i] = 2 // VIP traffic, its checks done: straight to `balance` in pass 3
                     continue
                 }
                 plain[i] = 1
