@@ -334,8 +334,6 @@ struct Work {
     /// unknown ports), for the snapshot `filterSeen`.
     let portMACs = UnsafeMutablePointer<UInt64>.allocate(capacity: Fabric.maxDPDKPorts)
     var filterSeen: UInt64 = .max
-    /// Plain packets in the burst being processed (set by `classify`).
-    var plainCount = 0
     var clock: UInt64
     var icmpBucket: TokenBucket
     var slowStage: Int { 2 * f.portCount }
@@ -478,7 +476,7 @@ struct Work {
         }
         // The burst's mbufs, not optional (rx_burst filled the first n).
         let mb = UnsafeMutableRawPointer(rx).assumingMemoryBound(to: OpaquePointer.self)
-        let (n4, n6, nV, bytes) = classify(mb, n, snapshot: s)
+        let (n4, n6, nV, plainCount, bytes) = classify(mb, n, snapshot: s)
         if rxPort >= 0 { // run to completion: the RX counts of the burst just received
             counters[Counter.rxPackets(rxPort)] &+= UInt64(n)
             counters[Counter.rxBytes(rxPort)] &+= UInt64(bytes)
@@ -486,7 +484,7 @@ struct Work {
         // Connection-table buckets of VIP flows: also far larger than the TLB reaches.
         if let conn { for j in 0..<nV { conn.prefetch(hashes[Int(atV[j])]) } }
         if n4 > 0 {
-            s.ipv4.lookupBurst(dst4, found, count: n4)
+            s.ipv4.lookupBulk(dst4, found, count: n4)
             for j in 0..<n4 { groups[Int(at4[j])] = found[j] }
         }
         if n6 > 0 {
@@ -558,10 +556,10 @@ struct Work {
     /// Pass 1 of `processBurst`: fills `plain`, and for the other packets
     /// `results`, `infos`, `vips`, `hashes` and `groups` (noRoute); collects
     /// the destinations to look up (`dst4`/`at4`, `dst6`/`at6`) and the VIP
-    /// flows whose buckets to prefetch (`atV`). Returns the counts and the
-    /// burst's bytes; `plainCount` is set.
+    /// flows whose buckets to prefetch (`atV`). Returns the counts (the
+    /// plain packets among the IPv4 lookups too) and the burst's bytes.
     @inline(__always)
-    mutating func classify(_ mb: UnsafeMutablePointer<OpaquePointer>, _ n: Int, snapshot s: Snapshot) -> (Int, Int, Int, Int) {
+    mutating func classify(_ mb: UnsafeMutablePointer<OpaquePointer>, _ n: Int, snapshot s: Snapshot) -> (Int, Int, Int, Int, Int) {
         let plain = plain, dst4 = dst4, at4 = at4, vipFilter = vipFilter, portMACs = portMACs
         for i in 0..<min(n, 4) { mbufPrefetch(mb[i]) }
         var counts = BurstCounts()
@@ -590,8 +588,7 @@ struct Work {
             plain[i] = 0
             classifyOther(i, p, len, snapshot: s, &counts)
         }
-        plainCount = counts.n4 &- counts.other4
-        return (counts.n4, counts.n6, counts.nV, bytes)
+        return (counts.n4, counts.n6, counts.nV, counts.n4 &- counts.other4, bytes)
     }
 
     struct BurstCounts { var n4 = 0, n6 = 0, nV = 0, other4 = 0 }

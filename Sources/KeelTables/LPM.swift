@@ -163,24 +163,6 @@ public struct IPv4LPMView: @unchecked Sendable {
         for i in 0..<8 { keel_prefetch0(entries + Int(a[i] >> 8)) }
     }
 
-    /// A burst's lookups (up to a few dozen): each root entry prefetched
-    /// `burstPrefetch` lookups ahead, as DPDK's dir24_8 bulk lookup does.
-    @inline(never)
-    public func lookupBurst(_ a: UnsafePointer<UInt32>, _ out: UnsafeMutablePointer<UInt32>, count: Int) {
-        let d = IPv4LPMView.burstPrefetch
-        var i = 0
-        while i < min(d, count) { keel_prefetch0(entries + Int(a[i] >> 8)); i &+= 1 }
-        i = 0
-        while i &+ d < count {
-            keel_prefetch0(entries + Int(a[i &+ d] >> 8))
-            out[i] = lookup(a[i])
-            i &+= 1
-        }
-        while i < count { out[i] = lookup(a[i]); i &+= 1 }
-    }
-
-    public static let burstPrefetch = 4
-
     /// How many addresses ahead `lookupBulk` prefetches root entries. Far enough
     /// to cover a TLB miss plus a cache miss at ~8 ns per lookup (measured with
     /// keel-bench lpm: 32 to 64 are equally good, 8 is clearly worse).
