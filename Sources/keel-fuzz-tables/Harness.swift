@@ -34,6 +34,8 @@ final class TablesHarness {
         pristine = .allocate(byteCount: SnapshotLayout.headerSize, alignment: 64)
         pristine.copyMemory(from: file.slot(0), byteCount: SnapshotLayout.headerSize)
         _ = try SnapshotVerifier.verify(file.slot(0), available: file.layout.length) // the seed is valid
+        // The mapping outlives the name: a killed run leaves no file behind.
+        unlink("\(dir)/tables")
     }
 
     func run(_ data: UnsafePointer<UInt8>?, _ size: Int) {
@@ -49,6 +51,7 @@ final class TablesHarness {
                 fputs("keel-fuzz-tables: a \(size)-byte file was opened as a tables file of \(opened.size) bytes\n", stderr)
                 abort()
             }
+            unlink(path)
         }
         // 3. The input over a real slot's header.
         guard let data, size > 0 else { return }
