@@ -86,6 +86,7 @@ public struct PacketLcore: @unchecked Sendable {
         let staged = UnsafeMutablePointer<Int>.allocate(capacity: slots)
         staged.initialize(repeating: 0, count: slots)
         var w = Work(f: f, counters: counters, lb: lbCounters, stage: stage, staged: staged, ownsPort: ownsPort, conntrack: true)
+        w.prefetchInScan = file?.onHugePages ?? false
         defer { w.release() }
         var reader = LcoreReader(file: file!, line: line, source: source!)
         reader.online()
@@ -131,6 +132,7 @@ public struct PacketLcore: @unchecked Sendable {
         let steered = UnsafeMutablePointer<Int>.allocate(capacity: max(f.workerCount, 1))
         steered.initialize(repeating: 0, count: max(f.workerCount, 1))
         var w = Work(f: f, counters: counters, lb: lbCounters, stage: stage, staged: staged, ownsPort: ownsPort, conntrack: kind != .io)
+        w.prefetchInScan = file?.onHugePages ?? false
         defer { w.release() }
         var reader: LcoreReader? = nil
         if kind != .io, let file, let source {
@@ -317,19 +319,27 @@ struct Work {
     /// Per burst: each packet's VIP (-1: none) and, for VIP traffic, its flow hash.
     let vips: UnsafeMutablePointer<Int32>
     let hashes: UnsafeMutablePointer<UInt64>
-    /// Per burst: each packet's next-hop group (pass 2), and the destinations
-    /// looked up together: IPv4 (host order), IPv6 (16 bytes each), the
-    /// packet each came from, and the results.
+    /// Per burst: each packet's next-hop group (pass 2; meaningful for the
+    /// packets routed as IPv4 or IPv6), and the destinations looked up
+    /// together: IPv4 (host order) by packet index, IPv6 (16 bytes each) with
+    /// the packet each came from, and their results.
     let groups: UnsafeMutablePointer<UInt32>
     let dst4: UnsafeMutablePointer<UInt32>
     let dst6: UnsafeMutableRawPointer
-    let at4: UnsafeMutablePointer<UInt8>
     let at6: UnsafeMutablePointer<UInt8>
     /// Per burst: the VIP packets whose connection-table bucket pass 2 prefetches.
     let atV: UnsafeMutablePointer<UInt8>
     let found: UnsafeMutablePointer<UInt32>
     /// VIP destinations' last bytes (Snapshot.vipAddressFilter), for the snapshot `filterSeen`.
     let vipFilter = UnsafeMutablePointer<UInt64>.allocate(capacity: 4)
+    /// Whether the snapshot `filterSeen` has any VIP (else pass 1 skips the filter).
+    var anyVIP = true
+    /// Prefetch each plain packet's LPM root entry in pass 1, among the
+    /// checks, rather than in a loop of their own after it. Only with the
+    /// tables on huge pages: with 4 KiB pages each prefetch needs a page walk,
+    /// which held up the checks (keel-bench forward: a few percent better
+    /// with huge pages, up to 20% worse without).
+    var prefetchInScan = false
     /// Each DPDK port's data-port MAC as a 48-bit word (`.max` for TAPs and
     /// unknown ports), for the snapshot `filterSeen`.
     let portMACs = UnsafeMutablePointer<UInt64>.allocate(capacity: Fabric.maxDPDKPorts)
@@ -357,8 +367,6 @@ struct Work {
         dst4.initialize(repeating: 0, count: f.burst)
         dst6 = .allocate(byteCount: 16 * f.burst, alignment: 16)
         dst6.initializeMemory(as: UInt8.self, repeating: 0, count: 16 * f.burst)
-        at4 = .allocate(capacity: f.burst)
-        at4.initialize(repeating: 0, count: f.burst)
         at6 = .allocate(capacity: f.burst)
         at6.initialize(repeating: 0, count: f.burst)
         atV = .allocate(capacity: f.burst)
@@ -387,7 +395,7 @@ struct Work {
         backendMACs.deallocate()
         for p in [nextHop, scratch, learned, lbScratch, dst6, tunnels] { p.deallocate() }
         vipFilter.deallocate(); portMACs.deallocate(); infos.deallocate(); results.deallocate(); vips.deallocate(); hashes.deallocate()
-        groups.deallocate(); dst4.deallocate(); at4.deallocate(); at6.deallocate(); atV.deallocate(); found.deallocate()
+        groups.deallocate(); dst4.deallocate(); at6.deallocate(); atV.deallocate(); found.deallocate()
     }
 
     /// Where the live-flow count of the connection table is (it walks the table
@@ -468,6 +476,7 @@ struct Work {
         backendMACs.tag = cache.tag
         if seen != filterSeen {
             s.vipAddressFilter(into: vipFilter)
+            anyVIP = (0..<4).contains { vipFilter[$0] != 0 }
             for d in 0..<Fabric.maxDPDKPorts {
                 let k = Int(f.indexOfDPDKPort[d])
                 portMACs[d] = k >= 0 ? s.portMACWord(k) : .max // .max: no frame's masked word matches
@@ -476,69 +485,56 @@ struct Work {
         }
         // The burst's mbufs, not optional (rx_burst filled the first n).
         let mb = UnsafeMutableRawPointer(rx).assumingMemoryBound(to: OpaquePointer.self)
-        let (n4, n6, nV, plainCount, bytes) = classify(mb, n, snapshot: s)
+        let (plainCount, other4, n6, nV, bytes) = classify(mb, n, snapshot: s, rxPort: rxPort)
         if rxPort >= 0 { // run to completion: the RX counts of the burst just received
             counters[Counter.rxPackets(rxPort)] &+= UInt64(n)
             counters[Counter.rxBytes(rxPort)] &+= UInt64(bytes)
         }
         // Connection-table buckets of VIP flows: also far larger than the TLB reaches.
         if let conn { for j in 0..<nV { conn.prefetch(hashes[Int(atV[j])]) } }
-        if n4 > 0 {
-            s.ipv4.lookupBulk(dst4, found, count: n4)
-            for j in 0..<n4 { groups[Int(at4[j])] = found[j] }
+        // IPv4 destinations sit at their packet's index (0.0.0.0 for packets not
+        // routed as IPv4). Plain packets are looked up in pass 3, their root
+        // entries loading meanwhile; other IPv4 packets all at once, into `groups`.
+        if other4 > 0 {
+            s.ipv4.lookupBulk(dst4, groups, count: n)
+        } else if plainCount > 0 && !prefetchInScan {
+            for i in 0..<n { s.ipv4.prefetch(dst4[i]) }
         }
         if n6 > 0 {
             s.ipv6.lookupBulk(UnsafePointer(dst6.assumingMemoryBound(to: UInt8.self)), found, count: n6)
             for j in 0..<n6 { groups[Int(at6[j])] = found[j] }
         }
-        let tag = cache.tag, hops = fastHops, limit = UInt32(truncatingIfNeeded: hops.groups)
-        let plain = plain, groups = groups, stage = stage, staged = staged, burst = f.burst
-        var full = 0 // plain packets that took the full path
-        for i in 0..<n {
+        counters[Counter.fastForwarded] &+= UInt64(forwardBurst(mb, n, snapshot: s, neighbors: neighbors))
+    }
+
+    /// Pass 3 of `processBurst`: the short path (`ShortPath.forward`) for as
+    /// many packets as it takes, then the next packet the full way, in order.
+    /// Returns how many packets took the short path.
+    @inline(__always)
+    mutating func forwardBurst(_ mb: UnsafeMutablePointer<OpaquePointer>, _ n: Int, snapshot s: Snapshot,
+                               neighbors: borrowing NeighborTable) -> Int {
+        var fast = 0
+        var i = 0
+        while i < n {
+            let (next, filled) = ShortPath.forward(mb, from: i, n, plain: plain, dst4: dst4, lpm: s.ipv4, hops: fastHops, tag: cache.tag,
+                                                   stage: stage, staged: staged, burst: f.burst)
+            fast &+= next &- i
+            i = next
+            if filled >= 0 { flush(filled); continue }
+            guard i < n else { break }
             let m = mb[i]
-            guard plain[i] == 1 else {
-                if plain[i] == 2 { // plain VIP traffic: unicast to the in-port's MAC, not ARP/ND, not multicast
-                    let inPort = Int(f.indexOfDPDKPort[Int(mbufPort(m)) & (Fabric.maxDPDKPorts - 1)])
-                    balance(m, mbufData(m), infos[i], vip: Int(vips[i]), quoted: nil, hash: hashes[i], inPort: inPort, snapshot: s, neighbors: neighbors)
-                } else {
-                    process(m, parsed: results[i], info: infos[i], vip: vips[i], hash: hashes[i], group: groups[i], snapshot: s, neighbors: neighbors)
-                }
-                continue
+            switch plain[i] {
+            case 1:
+                fullPath(m, mbufData(m), i, group: s.ipv4.lookup(dst4[i]), snapshot: s, neighbors: neighbors)
+            case 2: // plain VIP traffic: unicast to the in-port's MAC, not ARP/ND, not multicast
+                let inPort = Int(f.indexOfDPDKPort[Int(mbufPort(m)) & (Fabric.maxDPDKPorts - 1)])
+                balance(m, mbufData(m), infos[i], vip: Int(vips[i]), quoted: nil, hash: hashes[i], inPort: inPort, snapshot: s, neighbors: neighbors)
+            default:
+                process(m, parsed: results[i], info: infos[i], vip: vips[i], hash: hashes[i], group: groups[i], snapshot: s, neighbors: neighbors)
             }
-            let g = groups[i]
-            let p = mbufData(m)
-            if g < limit { // a route (not noRoute) the cache can hold
-                var e = hops.entry(g, 0)
-                var hit = e.load(as: UInt64.self) == tag
-                let count = e.load(fromByteOffset: 24, as: UInt8.self)
-                if hit && count > 1 {
-                    // ECMP: the member `route` would pick, by the same 5-tuple hash.
-                    let h = FlowHash.v4(src: UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 26, as: UInt32.self)),
-                                        dst: UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 30, as: UInt32.self)),
-                                        proto: p.load(fromByteOffset: 23, as: UInt8.self),
-                                        srcPort: UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 34, as: UInt16.self)),
-                                        dstPort: UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 36, as: UInt16.self)))
-                    e = hops.entry(g, Int(truncatingIfNeeded: h % UInt64(count)))
-                    hit = e.load(as: UInt64.self) == tag
-                }
-                // Not above the out port's MTU (the full path sends the ICMP error).
-                if hit && UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 16, as: UInt16.self)) <= e.load(fromByteOffset: 22, as: UInt16.self) {
-                    decrementTTLFast(ipv4: p + 14)
-                    p.storeBytes(of: e.load(fromByteOffset: 8, as: UInt64.self), as: UInt64.self)
-                    p.storeBytes(of: e.load(fromByteOffset: 16, as: UInt32.self), toByteOffset: 8, as: UInt32.self)
-                    // emit(m, port), with the staging pointers in registers.
-                    let k = Int(e.load(fromByteOffset: 20, as: UInt16.self))
-                    let c = staged[k]
-                    stage[k &* burst &+ c] = m
-                    staged[k] = c &+ 1
-                    if c &+ 1 == burst { flush(k) }
-                    continue
-                }
-            }
-            full &+= 1
-            fullPath(m, p, i, group: g, snapshot: s, neighbors: neighbors)
+            i &+= 1
         }
-        counters[Counter.fastForwarded] &+= UInt64(plainCount &- full)
+        return fast
     }
 
     /// A plain packet the short path could not take (no cached rewrite, over
@@ -553,45 +549,54 @@ struct Work {
         if g < UInt32(truncatingIfNeeded: fastHops.groups) { fastHops.fill(g, snapshot: s, cache: cache) }
     }
 
-    /// Pass 1 of `processBurst`: fills `plain`, and for the other packets
-    /// `results`, `infos`, `vips`, `hashes` and `groups` (noRoute); collects
-    /// the destinations to look up (`dst4`/`at4`, `dst6`/`at6`) and the VIP
-    /// flows whose buckets to prefetch (`atV`). Returns the counts (the
-    /// plain packets among the IPv4 lookups too) and the burst's bytes.
+    /// Pass 1 of `processBurst`: fills `plain`, `dst4` (by packet index), and
+    /// for the other packets `results`, `infos`, `vips` and `hashes`; collects
+    /// the IPv6 destinations to look up (`dst6`/`at6`) and the VIP flows whose
+    /// buckets to prefetch (`atV`). The common case is `ShortPath.scan`; each
+    /// packet it stops at is handled here, in order. Returns the plain count,
+    /// the other IPv4 packets to route, the IPv6 and VIP counts, and the
+    /// burst's bytes.
+    /// `rxPort` ≥ 0: every packet came in on that data port (run to
+    /// completion), so its MAC is read once.
     @inline(__always)
-    mutating func classify(_ mb: UnsafeMutablePointer<OpaquePointer>, _ n: Int, snapshot s: Snapshot) -> (Int, Int, Int, Int, Int) {
-        let plain = plain, dst4 = dst4, at4 = at4, vipFilter = vipFilter, portMACs = portMACs
+    mutating func classify(_ mb: UnsafeMutablePointer<OpaquePointer>, _ n: Int, snapshot s: Snapshot, rxPort: Int)
+        -> (Int, Int, Int, Int, Int) {
+        let fixedMAC = rxPort >= 0 ? portMACs[Int(f.portIds[rxPort]) & (Fabric.maxDPDKPorts - 1)] : 0
+        let macs: UnsafePointer<UInt64>? = rxPort >= 0 ? nil : UnsafePointer(portMACs)
+        let filter: UnsafePointer<UInt64>? = anyVIP ? UnsafePointer(vipFilter) : nil
         for i in 0..<min(n, 4) { mbufPrefetch(mb[i]) }
         var counts = BurstCounts()
-        var bytes = 0
-        for i in 0..<n {
-            if i &+ 4 < n { mbufPrefetch(mb[i &+ 4]) }
+        var bytes = 0, plainCount = 0
+        var i = 0
+        while i < n {
+            let (next, b, candidate) = ShortPath.scan(mb, from: i, n, fixedMAC: fixedMAC, portMACs: macs, vipFilter: filter,
+                                                      plain: plain, dst4: dst4, lpm: prefetchInScan ? s.ipv4 : nil)
+            plainCount &+= next &- i
+            bytes &+= b
+            i = next
+            guard i < n else { break }
             let m = mb[i]
             let p = mbufData(m)
             let len = mbufLength(m)
             bytes &+= len
-            // The common case: plain IPv4 TCP/UDP, unicast to the in-port's MAC, not a
-            // VIP's. Only its destination is kept; pass 3 parses it fully if it needs to.
-            if Parser.plainIPv4(p, length: len),
-               p.loadUnaligned(as: UInt64.self) & 0xFFFF_FFFF_FFFF == portMACs[Int(mbufPort(m)) & (Fabric.maxDPDKPorts - 1)] {
-                let last = Int(p.load(fromByteOffset: 33, as: UInt8.self))
-                if vipFilter[last >> 6] & (1 &<< UInt64(last & 63)) != 0, plainVIP(i, p, snapshot: s, &counts) {
-                    plain[i] = 2 // VIP traffic, its checks done: straight to `balance` in pass 3
-                    continue
-                }
+            if candidate && plainVIP(i, p, snapshot: s, &counts) {
+                plain[i] = 2 // VIP traffic, its checks done: straight to `balance` in pass 3
+                dst4[i] = 0
+            } else if candidate { // not a VIP's after all: route it as plain
                 plain[i] = 1
-                dst4[counts.n4] = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 30, as: UInt32.self))
-                at4[counts.n4] = UInt8(truncatingIfNeeded: i)
-                counts.n4 &+= 1
-                continue
+                dst4[i] = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 30, as: UInt32.self))
+                plainCount &+= 1
+            } else {
+                plain[i] = 0
+                classifyOther(i, p, len, snapshot: s, &counts)
             }
-            plain[i] = 0
-            classifyOther(i, p, len, snapshot: s, &counts)
+            i &+= 1
         }
-        return (counts.n4, counts.n6, counts.nV, counts.n4 &- counts.other4, bytes)
+        return (plainCount, counts.n4, counts.n6, counts.nV, bytes)
     }
 
-    struct BurstCounts { var n4 = 0, n6 = 0, nV = 0, other4 = 0 }
+    /// Pass 1 counts of the packets that are not plain: IPv4 and IPv6 lookups, VIP flows.
+    struct BurstCounts { var n4 = 0, n6 = 0, nV = 0 }
 
     /// Pass 1 for a plain packet whose destination passed the VIP filter: if
     /// it is VIP traffic, its parse result written without the full parse
@@ -612,7 +617,6 @@ struct Work {
         infos[i] = info
         results[i] = .none
         vips[i] = vi
-        groups[i] = LPMEntry.noRoute
         hashes[i] = FlowHash.of(p, info)
         atV[c.nV] = UInt8(truncatingIfNeeded: i)
         c.nV &+= 1
@@ -625,7 +629,7 @@ struct Work {
     @inline(never)
     mutating func classifyOther(_ i: Int, _ p: UnsafeMutableRawPointer, _ len: Int, snapshot s: Snapshot, _ c: inout BurstCounts) {
         vips[i] = -1
-        groups[i] = LPMEntry.noRoute
+        dst4[i] = 0 // not routed as IPv4 unless set below
         let r = Parser.parse(p, length: len, into: &infos[i])
         results[i] = r
         guard r == .none else { return }
@@ -647,10 +651,8 @@ struct Work {
             }
         }
         if infos[i].l3 == PacketInfo.ipv4 {
-            dst4[c.n4] = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: l3 &+ 16, as: UInt32.self))
-            at4[c.n4] = UInt8(truncatingIfNeeded: i)
+            dst4[i] = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: l3 &+ 16, as: UInt32.self))
             c.n4 &+= 1
-            c.other4 &+= 1
         } else if infos[i].l3 == PacketInfo.ipv6 {
             (dst6 + c.n6 &* 16).copyMemory(from: p + (l3 &+ 24), byteCount: 16)
             at6[c.n6] = UInt8(truncatingIfNeeded: i)

@@ -1,4 +1,5 @@
 import Atomics
+import CKeelIntrinsics
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -161,7 +162,12 @@ public final class TablesFile: @unchecked Sendable {
         self.size = size
         self.layout = layout
         self.readerCount = readers
+        onHugePages = keel_on_hugetlbfs(fd) != 0
     }
+
+    /// Whether the file is on hugetlbfs: its tables then cost no page walks,
+    /// so the data plane can prefetch LPM entries among other work.
+    public let onHugePages: Bool
 
     deinit {
         munmap(base, size)

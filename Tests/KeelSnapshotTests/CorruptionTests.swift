@@ -88,4 +88,17 @@ final class CorruptionTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("File exists"), "\($0)")
         }
     }
+
+    /// The data plane prefetches LPM entries differently on huge pages; it
+    /// learns where the file is from `onHugePages`. (Tests/run.sh mounts
+    /// /dev/hugepages.)
+    func testKnowsWhetherItIsOnHugePages() throws {
+        let (_, shm, _, _) = try published("shm", generations: 1)
+        XCTAssertFalse(shm.onHugePages)
+        let path = "/dev/hugepages/keel-test-\(getpid())-huge"
+        unlink(path)
+        defer { unlink(path) }
+        let huge = try TablesFile.create(path: path, limits: .small, readers: 2)
+        XCTAssertTrue(huge.onHugePages)
+    }
 }

@@ -4,6 +4,13 @@
 /* mallinfo2 (heap in use, for memory figures): malloc.h is not part of Swift's Glibc module. */
 #include <malloc.h>
 
+/* Whether fd's file is on hugetlbfs (sys/vfs.h is not part of Swift's Glibc module either). */
+#include <sys/vfs.h>
+static inline int keel_on_hugetlbfs(int fd) {
+    struct statfs fs;
+    return fstatfs(fd, &fs) == 0 && fs.f_type == 0x958458f6; /* HUGETLBFS_MAGIC */
+}
+
 /* Swift has no prefetch; these inline into Swift callers through the clang importer. */
 static inline __attribute__((always_inline)) void keel_prefetch0(const void *p) {
     __builtin_prefetch(p, 0, 3);
