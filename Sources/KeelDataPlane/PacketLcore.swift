@@ -354,6 +354,7 @@ struct Work {
         let ct = f.conntrack
         conn = conntrack ? ConnTable(flows: ct.flows, tcpTimeout: Double(ct.tcpTimeout), closingTimeout: Double(ct.tcpClosingTimeout),
                                      udpTimeout: Double(ct.udpTimeout)) : nil
+        precondition(f.burst <= 64, "bursts are at most 64 packets (pass 1 keeps a bit per packet)")
         infos = .allocate(capacity: f.burst)
         infos.initialize(repeating: PacketInfo(), count: f.burst)
         results = .allocate(capacity: f.burst)
@@ -516,21 +517,23 @@ struct Work {
         var fast = 0
         var i = 0
         while i < n {
-            let (next, filled) = ShortPath.forward(mb, from: i, n, plain: plain, dst4: dst4, lpm: s.ipv4, hops: fastHops, tag: cache.tag,
-                                                   stage: stage, staged: staged, burst: f.burst)
-            fast &+= next &- i
-            i = next
-            if filled >= 0 { flush(filled); continue }
-            guard i < n else { break }
+            if plain[i] == 1 { // (the loop would stop at once for any other packet)
+                let (next, filled) = ShortPath.forward(mb, from: i, n, plain: plain, dst4: dst4, lpm: s.ipv4, hops: fastHops, tag: cache.tag,
+                                                       stage: stage, staged: staged, burst: f.burst)
+                fast &+= next &- i
+                i = next
+                if filled >= 0 { flush(filled); continue }
+                guard i < n else { break }
+            }
             let m = mb[i]
             switch plain[i] {
             case 1:
                 fullPath(m, mbufData(m), i, group: s.ipv4.lookup(dst4[i]), snapshot: s, neighbors: neighbors)
             case 2: // plain VIP traffic: unicast to the in-port's MAC, not ARP/ND, not multicast
                 let inPort = Int(f.indexOfDPDKPort[Int(mbufPort(m)) & (Fabric.maxDPDKPorts - 1)])
-                balance(m, mbufData(m), infos[i], vip: Int(vips[i]), quoted: nil, hash: hashes[i], inPort: inPort, snapshot: s, neighbors: neighbors)
+                balance(m, mbufData(m), infos + i, vip: Int(vips[i]), quoted: nil, hash: hashes[i], inPort: inPort, snapshot: s, neighbors: neighbors)
             default:
-                process(m, parsed: results[i], info: infos[i], vip: vips[i], hash: hashes[i], group: groups[i], snapshot: s, neighbors: neighbors)
+                process(m, parsed: results[i], info: infos + i, vip: vips[i], hash: hashes[i], group: groups[i], snapshot: s, neighbors: neighbors)
             }
             i &+= 1
         }
@@ -545,7 +548,7 @@ struct Work {
     mutating func fullPath(_ m: OpaquePointer, _ p: UnsafeMutableRawPointer, _ i: Int, group g: UInt32, snapshot s: Snapshot,
                            neighbors: borrowing NeighborTable) {
         let r = Parser.parse(p, length: mbufLength(m), into: &infos[i])
-        process(m, parsed: r, info: infos[i], vip: -1, hash: 0, group: g, snapshot: s, neighbors: neighbors)
+        process(m, parsed: r, info: infos + i, vip: -1, hash: 0, group: g, snapshot: s, neighbors: neighbors)
         if g < UInt32(truncatingIfNeeded: fastHops.groups) { fastHops.fill(g, snapshot: s, cache: cache) }
     }
 
@@ -567,30 +570,37 @@ struct Work {
         for i in 0..<min(n, 4) { mbufPrefetch(mb[i]) }
         var counts = BurstCounts()
         var bytes = 0, plainCount = 0
+        var candidates: UInt64 = 0
         var i = 0
         while i < n {
-            let (next, b, candidate) = ShortPath.scan(mb, from: i, n, fixedMAC: fixedMAC, portMACs: macs, vipFilter: filter,
-                                                      plain: plain, dst4: dst4, lpm: prefetchInScan ? s.ipv4 : nil)
-            plainCount &+= next &- i
+            let (next, b, c) = ShortPath.scan(mb, from: i, n, fixedMAC: fixedMAC, portMACs: macs, vipFilter: filter,
+                                              plain: plain, dst4: dst4, lpm: prefetchInScan ? s.ipv4 : nil)
+            candidates |= c
+            plainCount &+= next &- i &- c.nonzeroBitCount
             bytes &+= b
             i = next
             guard i < n else { break }
             let m = mb[i]
-            let p = mbufData(m)
             let len = mbufLength(m)
             bytes &+= len
-            if candidate && plainVIP(i, p, snapshot: s, &counts) {
+            plain[i] = 0
+            classifyOther(i, mbufData(m), len, snapshot: s, &counts)
+            i &+= 1
+        }
+        // Plain packets whose destinations passed the VIP filter: VIP traffic, or routed as plain after all.
+        while candidates != 0 {
+            let i = candidates.trailingZeroBitCount
+            candidates &= candidates &- 1
+            let p = mbufData(mb[i])
+            if plainVIP(i, p, snapshot: s, &counts) {
                 plain[i] = 2 // VIP traffic, its checks done: straight to `balance` in pass 3
                 dst4[i] = 0
-            } else if candidate { // not a VIP's after all: route it as plain
+            } else {
                 plain[i] = 1
                 dst4[i] = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 30, as: UInt32.self))
+                if prefetchInScan { s.ipv4.prefetch(dst4[i]) }
                 plainCount &+= 1
-            } else {
-                plain[i] = 0
-                classifyOther(i, p, len, snapshot: s, &counts)
             }
-            i &+= 1
         }
         return (plainCount, counts.n4, counts.n6, counts.nV, bytes)
     }
@@ -661,8 +671,9 @@ struct Work {
     }
 
     @inline(__always)
-    mutating func process(_ m: OpaquePointer, parsed r: DropReason, info: PacketInfo, vip: Int32, hash: UInt64, group: UInt32, snapshot s: Snapshot,
-                          neighbors: borrowing NeighborTable) {
+    mutating func process(_ m: OpaquePointer, parsed r: DropReason, info at: UnsafePointer<PacketInfo>, vip: Int32, hash: UInt64, group: UInt32,
+                          snapshot s: Snapshot, neighbors: borrowing NeighborTable) {
+        let info = at.pointee
         let inPort = Int(f.indexOfDPDKPort[Int(mbufPort(m)) & (Fabric.maxDPDKPorts - 1)])
         guard inPort >= 0 else { drop(m, .unknownPort); return }
         let p = mbufData(m), len = mbufLength(m)
@@ -704,11 +715,11 @@ struct Work {
         // Load balancing: TCP/UDP to a VIP, and ICMP errors about a VIP's flows.
         // (The VIP and the flow hash were found in the burst's first pass.)
         if vip >= 0 {
-            balance(m, p, info, vip: Int(vip), quoted: nil, hash: hash, inPort: inPort, snapshot: s, neighbors: neighbors)
+            balance(m, p, at, vip: Int(vip), quoted: nil, hash: hash, inPort: inPort, snapshot: s, neighbors: neighbors)
             return
         } else if info.l4Proto == 1 || info.l4Proto == 58,
                   let q = LoadBalancer.quotedFlow(p, length: len, info, s) {
-            balance(m, p, info, vip: Int(q.vip), quoted: q, hash: q.hash, inPort: inPort, snapshot: s, neighbors: neighbors)
+            balance(m, p, at, vip: Int(q.vip), quoted: q, hash: q.hash, inPort: inPort, snapshot: s, neighbors: neighbors)
             return
         }
         let v = forwarder.route(p, length: len, info, hash: Forwarder.lazyHash, snapshot: s, neighbors: neighbors, nextHop: nextHop, cache: cache,
@@ -763,8 +774,9 @@ struct Work {
     /// first, else the VIP's Maglev table (then recorded); encapsulated
     /// (IPIP or GUE) and routed to the backend like any packet. `quoted`: an
     /// ICMP error about one of the VIP's flows (it follows that flow).
-    mutating func balance(_ m: OpaquePointer, _ p: UnsafeMutableRawPointer, _ info: PacketInfo, vip vi: Int, quoted: LoadBalancer.QuotedFlow?,
+    mutating func balance(_ m: OpaquePointer, _ p: UnsafeMutableRawPointer, _ infoAt: UnsafePointer<PacketInfo>, vip vi: Int, quoted: LoadBalancer.QuotedFlow?,
                           hash flowHash: UInt64, inPort: Int, snapshot s: Snapshot, neighbors: borrowing NeighborTable) {
+        let info = infoAt.pointee // by pointer: passed by value, its fields were packed into registers at every call
         let rec = s.vipRaw(vi)
         let c = lb + vi &* LBCounter.perVIP
         var flags: UInt64 = info.l4Proto == 17 || quoted?.quote.proto == 17 ? ConnTable.udp : 0

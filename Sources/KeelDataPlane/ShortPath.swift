@@ -12,18 +12,21 @@ import KeelTables
 /// before calling it again: one call per burst in the common case.
 enum ShortPath {
     /// Pass 1 from packet `start`: while packets are plain IPv4 TCP/UDP
-    /// (`Parser.plainIPv4`), unicast to their in-port's MAC and not possibly
-    /// a VIP's, marks them plain (1) and stores their destinations (host
-    /// order) at their index in `dst4`. Returns the first packet it did not
-    /// take, the bytes of those it took, and whether that packet is plain but
-    /// its destination passed the VIP filter. `portMACs` (by DPDK port id) nil:
-    /// every packet came in on the port whose MAC is `fixedMAC`. `vipFilter`
-    /// nil: the snapshot has no VIP.
+    /// (`Parser.plainIPv4`) and unicast to their in-port's MAC, marks them
+    /// plain (1) and stores their destinations (host order) at their index in
+    /// `dst4`, or, when a destination passes the VIP filter, marks the packet
+    /// 3 (for `Work.plainVIP`) and sets its bit in the mask returned. Returns
+    /// the first packet it did not take, the bytes of those it took, and that
+    /// mask (bit i: packet i; bursts are at most 64). `portMACs` (by DPDK port
+    /// id) nil: every packet came in on the port whose MAC is `fixedMAC`.
+    /// `vipFilter` nil: the snapshot has no VIP. `lpm` set: prefetch each
+    /// plain packet's root entry (see `Work.prefetchInScan`).
     @inline(never)
     static func scan(_ mb: UnsafeMutablePointer<OpaquePointer>, from start: Int, _ n: Int, fixedMAC: UInt64,
                      portMACs: UnsafePointer<UInt64>?, vipFilter: UnsafePointer<UInt64>?,
-                     plain: UnsafeMutablePointer<UInt8>, dst4: UnsafeMutablePointer<UInt32>, lpm: IPv4LPMView?) -> (Int, Int, Bool) {
+                     plain: UnsafeMutablePointer<UInt8>, dst4: UnsafeMutablePointer<UInt32>, lpm: IPv4LPMView?) -> (Int, Int, UInt64) {
         var i = start, bytes = 0
+        var candidates: UInt64 = 0
         while i < n {
             if i &+ 4 < n { mbufPrefetch(mb[i &+ 4]) }
             let m = mb[i]
@@ -31,18 +34,23 @@ enum ShortPath {
             let len = mbufLength(m)
             let mac = portMACs.map { $0[Int(mbufPort(m)) & (Fabric.maxDPDKPorts - 1)] } ?? fixedMAC
             guard Parser.plainIPv4(p, length: len), p.loadUnaligned(as: UInt64.self) & 0xFFFF_FFFF_FFFF == mac else { break }
+            bytes &+= len
             if let vipFilter {
                 let last = Int(p.load(fromByteOffset: 33, as: UInt8.self))
-                if vipFilter[last >> 6] & (1 &<< UInt64(last & 63)) != 0 { return (i, bytes, true) }
+                if vipFilter[last >> 6] & (1 &<< UInt64(last & 63)) != 0 {
+                    plain[i] = 3
+                    candidates |= 1 &<< UInt64(i)
+                    i &+= 1
+                    continue
+                }
             }
             plain[i] = 1
             let d = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 30, as: UInt32.self))
             dst4[i] = d
             if let lpm { lpm.prefetch(d) }
-            bytes &+= len
             i &+= 1
         }
-        return (i, bytes, false)
+        return (i, bytes, candidates)
     }
 
     /// Pass 3 from packet `start`: while packets are plain, their group's
