@@ -60,6 +60,9 @@ struct ForwardBench: ParsableCommand {
         let keelRate = median(keelRuns), refRate = median(refRuns)
         let tsc = (keel.first?["tsc_hz"] as? Double) ?? 2.1e9
         let ratio = keelRate / refRate
+        // Other tenants of a shared machine only ever slow a run down, so the
+        // fastest run of each side is the better estimate of its own speed.
+        let keelBest = keelRuns.max() ?? 0, refBest = refRuns.max() ?? 0
         let routesUsed = (keel.first?["routes"] as? Int) ?? 0, written = (keel.first?["frames"] as? Int) ?? 0
         let drops = keel.first?["drops"] as? [String: Any] ?? [:]
         let rx = keel.map { ($0["rx_packets"] as? Int) ?? 0 }, tx = keel.map { ($0["tx_packets"] as? Int) ?? 0 }
@@ -67,14 +70,15 @@ struct ForwardBench: ParsableCommand {
             print(jsonString(["routes": routesUsed, "frames": written, "seconds": o.seconds, "huge_pages": o.hugePages, "runs": o.runs,
                               "keel_pps": keelRate, "reference_pps": refRate, "keel_pps_runs": keelRuns, "reference_pps_runs": refRuns,
                               "keel_cycles_per_packet": tsc / keelRate, "reference_cycles_per_packet": tsc / refRate, "ratio": ratio,
+                              "keel_pps_best": keelBest, "reference_pps_best": refBest, "ratio_best": keelBest / refBest,
                               "keel_rx_packets": rx, "keel_tx_packets": tx, "keel_drops": drops]))
         } else {
             print("forward: \(routesUsed) IPv4 routes, \(written) frames of 60 bytes to random routed destinations, one lcore, \(o.hugePages ? "huge pages" : "4 KiB pages"), median of \(o.runs) runs each")
-            var t = TextTable(header: ["", "Mpps", "cycles/packet", "runs (Mpps)"])
-            t.add(["keel-dataplane", fmt(keelRate / 1e6, 3), fmt(tsc / keelRate, 1), keelRuns.map { fmt($0 / 1e6, 2) }.joined(separator: " ")])
-            t.add(["C reference (l3fwd-style, rte_fib)", fmt(refRate / 1e6, 3), fmt(tsc / refRate, 1), refRuns.map { fmt($0 / 1e6, 2) }.joined(separator: " ")])
+            var t = TextTable(header: ["", "Mpps", "cycles/packet", "best Mpps", "runs (Mpps)"])
+            t.add(["keel-dataplane", fmt(keelRate / 1e6, 3), fmt(tsc / keelRate, 1), fmt(keelBest / 1e6, 3), keelRuns.map { fmt($0 / 1e6, 2) }.joined(separator: " ")])
+            t.add(["C reference (l3fwd-style, rte_fib)", fmt(refRate / 1e6, 3), fmt(tsc / refRate, 1), fmt(refBest / 1e6, 3), refRuns.map { fmt($0 / 1e6, 2) }.joined(separator: " ")])
             print(t.render())
-            print("ratio keel / reference: \(fmt(ratio, 3))")
+            print("ratio keel / reference: \(fmt(ratio, 3)) (medians), \(fmt(keelBest / refBest, 3)) (best runs)")
             print("keel-dataplane: \(rx) received, \(tx) sent\(drops.isEmpty ? "" : ", dropped: \(drops)")")
         }
     }

@@ -89,13 +89,16 @@ final class BenchSmokeTests: XCTestCase {
         XCTAssertGreaterThan(obj["keel_pps"] as? Double ?? 0, 100_000, j.out)
         XCTAssertGreaterThan(obj["reference_pps"] as? Double ?? 0, 100_000, j.out)
         XCTAssertGreaterThan(obj["ratio"] as? Double ?? 0, 0)
+        // One run each: the best run is the median.
+        XCTAssertEqual(obj["keel_pps_best"] as? Double, obj["keel_pps"] as? Double, j.out)
+        XCTAssertEqual(obj["ratio_best"] as? Double, obj["ratio"] as? Double, j.out)
         XCTAssertEqual((obj["keel_drops"] as? [String: Any])?.count, 0, "Keel dropped packets: \(j.out)")
         let rx = obj["keel_rx_packets"] as? [Int] ?? [], tx = obj["keel_tx_packets"] as? [Int] ?? []
         XCTAssertEqual(rx, tx, "every received packet forwarded")
         XCTAssertGreaterThan(obj["frames"] as? Int ?? 0, 100)
         let t = try run(["forward", "--routes", "20000", "--seconds", "0.3", "--runs", "1", "--frames", "512"])
         XCTAssertEqual(t.status, 0, t.out)
-        XCTAssertTrue(t.out.contains("ratio keel / reference:"), t.out)
+        XCTAssertTrue(t.out.contains("ratio keel / reference:") && t.out.contains("(best runs)"), t.out)
     }
 
     /// A short `lb` run: all three traffic kinds move packets, established flows hit the table, JSON and table agree in shape.
@@ -105,13 +108,14 @@ final class BenchSmokeTests: XCTestCase {
         let obj = try json(j.out)
         for k in ["route_pps", "established_pps", "new_pps"] { XCTAssertGreaterThan(obj[k] as? Double ?? 0, 100_000, "\(k): \(j.out)") }
         XCTAssertGreaterThan(obj["established_to_route"] as? Double ?? 0, 0)
+        XCTAssertEqual(obj["established_to_route_best"] as? Double, obj["established_to_route"] as? Double, j.out)
         XCTAssertEqual(obj["bytes_per_flow"] as? Int, 16)
         XCTAssertEqual((obj["drops"] as? [Any])?.count, 0, "dropped packets: \(j.out)")
         let hits = (obj["established_conn_hits"] as? [Int])?.first ?? 0, misses = (obj["established_conn_misses"] as? [Int])?.first ?? 0
         XCTAssertGreaterThan(hits, 50 * misses, "established traffic should hit the table: \(j.out)")
         let t = try run(["lb", "--routes", "20000", "--seconds", "0.3", "--runs", "1", "--flows", "1024", "--conntrack", "4096"])
         XCTAssertEqual(t.status, 0, t.out)
-        XCTAssertTrue(t.out.contains("established / routing:"), t.out)
+        XCTAssertTrue(t.out.contains("established / routing:") && t.out.contains("(best runs)"), t.out)
     }
 
     func testControlJSONAndTable() throws {
