@@ -149,7 +149,7 @@ struct ForwardBench: ParsableCommand {
             result["rx_packets"] = stats.total(Counter.rxPackets(0))
             result["tx_packets"] = stats.total(Counter.txPackets(1))
             result["drops"] = r.drops
-            result["loop_turns"] = stats.block(1)[Counter.turns] // packets / turns = the mean burst
+            result["loop_turns"] = stats.block(1)[Counter.turns] // includes the idle turns before and after the traffic
         } else {
             try EAL.initialize(["keel-bench"] + eal + ["--vdev=net_pcap1,rx_pcap=\(capture),infinite_rx=1", "--vdev=net_null1,no-rx=1"])
             result["tsc_hz"] = Double(EAL.tscHz)
