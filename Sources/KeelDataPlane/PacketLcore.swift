@@ -595,9 +595,7 @@ struct Work {
             if plainVIP(i, p, snapshot: s, &counts) {
                 plain[i] = 2 // VIP traffic, its checks done: straight to `balance` in pass 3
                 dst4[i] = 0
-            } else {
-                plain[i] = 1
-                dst4[i] = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 30, as: UInt32.self))
+            } else { // the scan left it plain, its destination stored
                 if prefetchInScan { s.ipv4.prefetch(dst4[i]) }
                 plainCount &+= 1
             }

@@ -14,8 +14,8 @@ enum ShortPath {
     /// Pass 1 from packet `start`: while packets are plain IPv4 TCP/UDP
     /// (`Parser.plainIPv4`) and unicast to their in-port's MAC, marks them
     /// plain (1) and stores their destinations (host order) at their index in
-    /// `dst4`, or, when a destination passes the VIP filter, marks the packet
-    /// 3 (for `Work.plainVIP`) and sets its bit in the mask returned. Returns
+    /// `dst4`; when a destination passes the VIP filter, also sets the
+    /// packet's bit in the mask returned (for `Work.plainVIP`). Returns
     /// the first packet it did not take, the bytes of those it took, and that
     /// mask (bit i: packet i; bursts are at most 64). `portMACs` (by DPDK port
     /// id) nil: every packet came in on the port whose MAC is `fixedMAC`.
@@ -35,19 +35,14 @@ enum ShortPath {
             let mac = portMACs.map { $0[Int(mbufPort(m)) & (Fabric.maxDPDKPorts - 1)] } ?? fixedMAC
             guard Parser.plainIPv4(p, length: len), p.loadUnaligned(as: UInt64.self) & 0xFFFF_FFFF_FFFF == mac else { break }
             bytes &+= len
-            if let vipFilter {
-                let last = Int(p.load(fromByteOffset: 33, as: UInt8.self))
-                if vipFilter[last >> 6] & (1 &<< UInt64(last & 63)) != 0 {
-                    plain[i] = 3
-                    candidates |= 1 &<< UInt64(i)
-                    i &+= 1
-                    continue
-                }
-            }
             plain[i] = 1
             let d = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 30, as: UInt32.self))
             dst4[i] = d
-            if let lpm { lpm.prefetch(d) }
+            if let vipFilter, case let last = Int(d & 0xFF), vipFilter[last >> 6] & (1 &<< UInt64(last & 63)) != 0 {
+                candidates |= 1 &<< UInt64(i) // `Work.plainVIP` decides; no prefetch yet
+            } else if let lpm {
+                lpm.prefetch(d)
+            }
             i &+= 1
         }
         return (i, bytes, candidates)
