@@ -516,22 +516,31 @@ struct Work {
                                neighbors: borrowing NeighborTable) -> Int {
         var fast = 0
         var i = 0
+        let now = ConnTable.tick(clock)
         while i < n {
-            if plain[i] == 1 { // (the loop would stop at once for any other packet)
-                let (next, filled) = ShortPath.forward(mb, from: i, n, plain: plain, dst4: dst4, lpm: s.ipv4, hops: fastHops, tag: cache.tag,
-                                                       stage: stage, staged: staged, burst: f.burst)
-                fast &+= next &- i
-                i = next
-                if filled >= 0 { flush(filled); continue }
-                guard i < n else { break }
-            }
             let m = mb[i]
             switch plain[i] {
             case 1:
+                let (next, filled) = ShortPath.forward(mb, from: i, n, plain: plain, dst4: dst4, lpm: s.ipv4, hops: fastHops, tag: cache.tag,
+                                                       stage: stage, staged: staged, burst: f.burst)
+                fast &+= next &- i
+                if filled >= 0 { flush(filled) }
+                if next > i { i = next; continue }
+                // The loop stopped at once: the full way for this one.
                 fullPath(m, mbufData(m), i, group: s.ipv4.lookup(dst4[i]), snapshot: s, neighbors: neighbors)
             case 2: // plain VIP traffic: unicast to the in-port's MAC, not ARP/ND, not multicast
+                if let conn {
+                    let (next, filled) = ShortPath.tunnel(mb, from: i, n, plain: plain, vips: vips, hashes: hashes, snapshot: s, conn: conn, now: now,
+                                                          tunnels: tunnels, tag: cache.tag, lb: lb, vipSlots: f.vipSlots, backendSlots: f.backendSlots,
+                                                          stage: stage, staged: staged, burst: f.burst)
+                    fast &+= next &- i
+                    if filled >= 0 { flush(filled) }
+                    if next > i { i = next; continue }
+                }
+                let p = mbufData(m)
+                infos[i] = Work.plainInfo(p)
                 let inPort = Int(f.indexOfDPDKPort[Int(mbufPort(m)) & (Fabric.maxDPDKPorts - 1)])
-                balance(m, mbufData(m), infos + i, vip: Int(vips[i]), quoted: nil, hash: hashes[i], inPort: inPort, snapshot: s, neighbors: neighbors)
+                balance(m, p, infos + i, vip: Int(vips[i]), quoted: nil, hash: hashes[i], inPort: inPort, snapshot: s, neighbors: neighbors)
             default:
                 process(m, parsed: results[i], info: infos + i, vip: vips[i], hash: hashes[i], group: groups[i], snapshot: s, neighbors: neighbors)
             }
@@ -588,17 +597,9 @@ struct Work {
             i &+= 1
         }
         // Plain packets whose destinations passed the VIP filter: VIP traffic, or routed as plain after all.
-        while candidates != 0 {
-            let i = candidates.trailingZeroBitCount
-            candidates &= candidates &- 1
-            let p = mbufData(mb[i])
-            if plainVIP(i, p, snapshot: s, &counts) {
-                plain[i] = 2 // VIP traffic, its checks done: straight to `balance` in pass 3
-                dst4[i] = 0
-            } else { // the scan left it plain, its destination stored
-                if prefetchInScan { s.ipv4.prefetch(dst4[i]) }
-                plainCount &+= 1
-            }
+        if candidates != 0 {
+            plainCount &+= ShortPath.vipCandidates(mb, candidates, snapshot: s, plain: plain, dst4: dst4, vips: vips, hashes: hashes,
+                                                   conn: conn, lpm: prefetchInScan ? s.ipv4 : nil)
         }
         return (plainCount, counts.n4, counts.n6, counts.nV, bytes)
     }
@@ -606,12 +607,11 @@ struct Work {
     /// Pass 1 counts of the packets that are not plain: IPv4 and IPv6 lookups, VIP flows.
     struct BurstCounts { var n4 = 0, n6 = 0, nV = 0 }
 
-    /// Pass 1 for a plain packet whose destination passed the VIP filter: if
-    /// it is VIP traffic, its parse result written without the full parse
-    /// (the fields `parse` gives a plain packet), its flow hash, its bucket
-    /// queued for prefetch; true then. False: not a VIP's, route it as plain.
-    @inline(never)
-    mutating func plainVIP(_ i: Int, _ p: UnsafeMutableRawPointer, snapshot s: Snapshot, _ c: inout BurstCounts) -> Bool {
+    /// The parse result of a plain IPv4 packet (`Parser.plainIPv4`: no
+    /// options, not a fragment, TCP or UDP), without the full parse: the
+    /// fields `parse` gives it.
+    @inline(__always)
+    static func plainInfo(_ p: UnsafeRawPointer) -> PacketInfo {
         var info = PacketInfo()
         info.l3 = PacketInfo.ipv4
         info.l3Offset = 14
@@ -620,16 +620,7 @@ struct Work {
         info.l3Length = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 16, as: UInt16.self))
         info.srcPort = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 34, as: UInt16.self))
         info.dstPort = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 36, as: UInt16.self))
-        let vi = LoadBalancer.vip(p, info, s)
-        guard vi >= 0 else { return false }
-        infos[i] = info
-        results[i] = .none
-        vips[i] = vi
-        hashes[i] = FlowHash.of(p, info)
-        atV[c.nV] = UInt8(truncatingIfNeeded: i)
-        c.nV &+= 1
-        keel_prefetch0(p - 50) // the headroom the encapsulation writes (see classifyOther)
-        return true
+        return info
     }
 
     /// Pass 1 for a packet that is not plain: the full parse, VIP traffic

@@ -1,6 +1,8 @@
+import CKeelIntrinsics
 import KeelDPDK
 import KeelForward
 import KeelPacket
+import KeelStats
 import KeelTables
 
 /// The short path's two loops (docs/dataplane.md, "The short path"), as leaf
@@ -15,7 +17,7 @@ enum ShortPath {
     /// (`Parser.plainIPv4`) and unicast to their in-port's MAC, marks them
     /// plain (1) and stores their destinations (host order) at their index in
     /// `dst4`; when a destination passes the VIP filter, also sets the
-    /// packet's bit in the mask returned (for `Work.plainVIP`). Returns
+    /// packet's bit in the mask returned (for `vipCandidates`). Returns
     /// the first packet it did not take, the bytes of those it took, and that
     /// mask (bit i: packet i; bursts are at most 64). `portMACs` (by DPDK port
     /// id) nil: every packet came in on the port whose MAC is `fixedMAC`.
@@ -39,7 +41,7 @@ enum ShortPath {
             let d = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 30, as: UInt32.self))
             dst4[i] = d
             if let vipFilter, case let last = Int(d & 0xFF), vipFilter[last >> 6] & (1 &<< UInt64(last & 63)) != 0 {
-                candidates |= 1 &<< UInt64(i) // `Work.plainVIP` decides; no prefetch yet
+                candidates |= 1 &<< UInt64(i) // `vipCandidates` decides; no prefetch yet
             } else if let lpm {
                 lpm.prefetch(d)
             }
@@ -92,6 +94,112 @@ enum ShortPath {
             staged[k] = c &+ 1
             i &+= 1
             if c &+ 1 == burst { return (i, k) }
+        }
+        return (i, -1)
+    }
+
+    /// Pass 1 for the plain packets whose destination passed the VIP filter
+    /// (bit i of `candidates`: packet i): those addressed to a VIP become VIP
+    /// traffic (`plain` 2, their VIP and flow hash stored, their
+    /// connection-table bucket and the headroom line the outer headers go
+    /// in prefetched); the others stay plain (their root entry prefetched
+    /// when `lpm` is set). Returns how many stayed plain.
+    @inline(never)
+    static func vipCandidates(_ mb: UnsafeMutablePointer<OpaquePointer>, _ candidates: UInt64, snapshot s: Snapshot,
+                              plain: UnsafeMutablePointer<UInt8>, dst4: UnsafeMutablePointer<UInt32>, vips: UnsafeMutablePointer<Int32>,
+                              hashes: UnsafeMutablePointer<UInt64>, conn: ConnTable?, lpm: IPv4LPMView?) -> Int {
+        var left = candidates, stayed = 0
+        while left != 0 {
+            let i = left.trailingZeroBitCount
+            left &= left &- 1
+            let p = mbufData(mb[i])
+            let d = dst4[i]
+            let proto = p.load(fromByteOffset: 23, as: UInt8.self)
+            let dport = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 36, as: UInt16.self))
+            let (hi, lo) = Snapshot.mappedWords(v4: d)
+            let vi = s.vip(hi: hi, lo: lo, proto: proto, port: dport)
+            guard vi >= 0 else {
+                if let lpm { lpm.prefetch(d) }
+                stayed &+= 1
+                continue
+            }
+            let h = FlowHash.v4(src: UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 26, as: UInt32.self)), dst: d, proto: proto,
+                                srcPort: UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 34, as: UInt16.self)), dstPort: dport)
+            plain[i] = 2
+            dst4[i] = 0
+            vips[i] = vi
+            hashes[i] = h
+            conn?.prefetch(h)
+            keel_prefetch0(p - 32) // the outer headers go in front of the packet, in a line not touched yet
+        }
+        return stayed
+    }
+
+    /// Pass 3 for VIP traffic from packet `start` (Work.balance's common case
+    /// in a loop without calls): while packets are plain VIP traffic
+    /// (`plain` 2) of an established flow whose backend is still in the VIP's
+    /// list and not down, whose tunnel is cached under `tag`
+    /// (`Work.tunnels`: an IPv4 outer header routed by one next hop) and
+    /// which fit the out port's MTU: refreshes the connection entry,
+    /// encapsulates (IPIP or GUE), writes the outer Ethernet header, counts
+    /// the VIP and backend, stages for the out port. Returns the first packet
+    /// it did not take and the staging slot it filled (-1: none), as `forward`.
+    @inline(never)
+    static func tunnel(_ mb: UnsafeMutablePointer<OpaquePointer>, from start: Int, _ n: Int, plain: UnsafePointer<UInt8>,
+                       vips: UnsafePointer<Int32>, hashes: UnsafePointer<UInt64>, snapshot s: Snapshot, conn: ConnTable, now: UInt32,
+                       tunnels: UnsafeRawPointer, tag: UInt64, lb: UnsafeMutablePointer<UInt64>, vipSlots: Int, backendSlots: Int,
+                       stage: UnsafeMutablePointer<OpaquePointer?>, staged: UnsafeMutablePointer<Int>, burst: Int) -> (Int, Int) {
+        var i = start
+        while i < n, plain[i] == 2 {
+            let vi = Int(vips[i]), h = hashes[i]
+            guard let hit = conn.find(hash: h, fingerprint: LoadBalancer.fingerprint(h), now: now) else { break }
+            let rec = s.vipRaw(vi)
+            let k = hit.position
+            guard k < Int(rec.load(fromByteOffset: 12, as: UInt32.self)) else { break }
+            let b = s.backendRaw(vi, k)
+            // The flow's backend where it was, and up (a moved or down backend: the full path decides).
+            guard b.load(as: UInt32.self) == hit.backendID, b.load(fromByteOffset: 8, as: UInt8.self) != BackendState.down.rawValue else { break }
+            let slot = vi &* backendSlots &+ k
+            let te = tunnels + slot &* Work.tunnelSize
+            guard te.load(as: UInt64.self) == tag else { break }
+            let m = mb[i]
+            let p = mbufData(m)
+            let gue = rec.load(fromByteOffset: 2, as: UInt8.self) == LoadBalancer.gue
+            let overhead = gue ? 32 : 20
+            let innerLength = Int(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 16, as: UInt16.self)))
+            guard innerLength &+ overhead <= Int(te.load(fromByteOffset: 22, as: UInt16.self)),
+                  let np = mbufReframe(m, delta: overhead, length: 14 &+ overhead &+ innerLength) else { break }
+            let proto = p.load(fromByteOffset: 23, as: UInt8.self)
+            var flags: UInt64 = proto == 17 ? ConnTable.udp : 0
+            if proto == 6 && p.load(fromByteOffset: 47, as: UInt8.self) & 0x05 != 0 { flags |= ConnTable.closing } // FIN or RST
+            conn.touch(hit, position: k, backendID: hit.backendID, flags: flags, now: now)
+            let tos = p.load(fromByteOffset: 15, as: UInt8.self)
+            let outer = np + 14
+            // TTL 64 written as the routing step leaves it (the full path writes 65 and takes one off: the same bytes).
+            LoadBalancer.encapsulateIPv4(outer: outer, total: overhead &+ innerLength, tos: tos, proto: gue ? 17 : 4, ttl: LoadBalancer.outerTTL,
+                                         source: te.load(fromByteOffset: 44, as: UInt32.self), destination: b.load(fromByteOffset: 28, as: UInt32.self))
+            if gue {
+                LoadBalancer.writeGUE(outer + 20, length: 12 &+ innerLength, sourcePort: LoadBalancer.gueSourcePort(h),
+                                      port: rec.load(fromByteOffset: 6, as: UInt16.self), innerProto: 4)
+            }
+            np.storeBytes(of: te.load(fromByteOffset: 8, as: UInt64.self), as: UInt64.self)
+            np.storeBytes(of: te.load(fromByteOffset: 16, as: UInt32.self) , toByteOffset: 8, as: UInt32.self)
+            np.storeBytes(of: UInt16(0x0800).bigEndian, toByteOffset: 12, as: UInt16.self)
+            // Work.countTunnelled for a hit.
+            let c = lb + vi &* LBCounter.perVIP
+            let bc = lb + (vipSlots &* LBCounter.perVIP &+ slot &* LBCounter.perBackend)
+            c[LBCounter.connHits] &+= 1
+            c[LBCounter.packets] &+= 1
+            c[LBCounter.bytes] &+= UInt64(innerLength)
+            bc[LBCounter.backendPackets] &+= 1
+            bc[LBCounter.backendBytes] &+= UInt64(innerLength)
+            // Work.emit(m, port).
+            let k2 = Int(te.load(fromByteOffset: 20, as: UInt16.self))
+            let sc = staged[k2]
+            stage[k2 &* burst &+ sc] = m
+            staged[k2] = sc &+ 1
+            i &+= 1
+            if sc &+ 1 == burst { return (i, k2) }
         }
         return (i, -1)
     }

@@ -241,18 +241,9 @@ public enum LoadBalancer {
         let ipLength = outerV4 ? 20 : 40
         let total = overhead(encap: encap, outerV4: outerV4) &+ innerLength
         if outerV4 {
-            // Whole words built in registers and summed there: storing bytes and
-            // reloading them as words for the checksum stalled store forwarding.
-            let w0 = UInt32(0x45) | UInt32(tos) << 8 | UInt32(UInt16(total).bigEndian) << 16
-            let w1 = UInt32(UInt16(0x4000).bigEndian) << 16                       // id 0, DF
-            let w2 = UInt32(outerTTL &+ 1) | UInt32(encap == gue ? 17 : innerProto) << 8 // checksum 0 for now
-            let w3 = source.loadUnaligned(fromByteOffset: 12, as: UInt32.self)
-            let w4 = destination.loadUnaligned(fromByteOffset: 12, as: UInt32.self)
-            let sum = UInt64(w0) &+ UInt64(w1) &+ UInt64(w2) &+ UInt64(w3) &+ UInt64(w4)
-            // Native-order words: the folded complement is stored as it is.
-            outer.storeBytes(of: UInt64(w0) | UInt64(w1) << 32, as: UInt64.self)
-            outer.storeBytes(of: UInt64(w2 | UInt32(Checksum.finish(sum)) << 16) | UInt64(w3) << 32, toByteOffset: 8, as: UInt64.self)
-            outer.storeBytes(of: w4, toByteOffset: 16, as: UInt32.self)
+            encapsulateIPv4(outer: outer, total: total, tos: tos, proto: encap == gue ? 17 : innerProto, ttl: outerTTL &+ 1,
+                            source: source.loadUnaligned(fromByteOffset: 12, as: UInt32.self),
+                            destination: destination.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
         } else {
             let label = UInt32(truncatingIfNeeded: hash) & 0xF_FFFF
             outer.storeBytes(of: (0x6000_0000 | UInt32(tos) << 20 | label).bigEndian, as: UInt32.self)
@@ -265,17 +256,38 @@ public enum LoadBalancer {
         guard encap == gue else { return }
         let udp = outer + ipLength
         let udpLength = total &- ipLength
-        udp.storeBytes(of: gueSourcePort(hash).bigEndian, as: UInt16.self)
-        udp.storeBytes(of: guePort.bigEndian, toByteOffset: 2, as: UInt16.self)
-        udp.storeBytes(of: UInt16(udpLength).bigEndian, toByteOffset: 4, as: UInt16.self)
-        udp.storeBytes(of: 0, toByteOffset: 6, as: UInt16.self)
-        udp.storeBytes(of: 0, toByteOffset: 8, as: UInt8.self)            // GUE version 0, no options
-        udp.storeBytes(of: innerProto, toByteOffset: 9, as: UInt8.self)   // the inner protocol
-        udp.storeBytes(of: 0, toByteOffset: 10, as: UInt16.self)          // flags
+        writeGUE(udp, length: udpLength, sourcePort: gueSourcePort(hash), port: guePort, innerProto: innerProto)
         if !outerV4 {
             let sum = Checksum.sum(udp, udpLength, initial: Checksum.pseudoHeader6(addresses: outer + 8, proto: 17, length: udpLength))
             let c = Checksum.finish(sum)
             udp.storeBytes(of: (c == 0 ? 0xFFFF : c).bigEndian, toByteOffset: 6, as: UInt16.self)
         }
+    }
+
+    /// The outer IPv4 header of `encapsulate`: `total` bytes in all, DF,
+    /// `ttl`, the checksum. `source`/`destination`: the addresses as they lie
+    /// in memory. Whole words built in registers and summed there: storing
+    /// bytes and reloading them as words for the checksum stalled store forwarding.
+    @inlinable @inline(__always)
+    public static func encapsulateIPv4(outer: UnsafeMutableRawPointer, total: Int, tos: UInt8, proto: UInt8, ttl: UInt8,
+                                       source w3: UInt32, destination w4: UInt32) {
+        let w0 = UInt32(0x45) | UInt32(tos) << 8 | UInt32(UInt16(truncatingIfNeeded: total).bigEndian) << 16
+        let w1 = UInt32(UInt16(0x4000).bigEndian) << 16                       // id 0, DF
+        let w2 = UInt32(ttl) | UInt32(proto) << 8                               // checksum 0 for now
+        let sum = UInt64(w0) &+ UInt64(w1) &+ UInt64(w2) &+ UInt64(w3) &+ UInt64(w4)
+        // Native-order words: the folded complement is stored as it is.
+        outer.storeBytes(of: UInt64(w0) | UInt64(w1) << 32, as: UInt64.self)
+        outer.storeBytes(of: UInt64(w2 | UInt32(Checksum.finish(sum)) << 16) | UInt64(w3) << 32, toByteOffset: 8, as: UInt64.self)
+        outer.storeBytes(of: w4, toByteOffset: 16, as: UInt32.self)
+    }
+
+    /// The UDP header (checksum 0) and the 4-byte GUE header (version 0, no
+    /// options, the inner protocol) of a GUE packet, at `udp`.
+    @inlinable @inline(__always)
+    public static func writeGUE(_ udp: UnsafeMutableRawPointer, length: Int, sourcePort: UInt16, port: UInt16, innerProto: UInt8) {
+        // Two words: source and destination port, length and checksum 0; then GUE's version 0, no options, the inner protocol, no flags.
+        udp.storeBytes(of: UInt64(sourcePort.bigEndian) | UInt64(port.bigEndian) << 16 | UInt64(UInt16(truncatingIfNeeded: length).bigEndian) << 32,
+                       as: UInt64.self)
+        udp.storeBytes(of: UInt32(innerProto) << 8, toByteOffset: 8, as: UInt32.self)
     }
 }

@@ -21,7 +21,7 @@ public enum Counter {
     /// A gauge: flows alive in this lcore's connection table at the end of its
     /// last counting pass (a drained appliance is empty when the sum is 0).
     public static let liveFlows = 153
-    /// Packets forwarded on the short path (`FastHops`), a subset of the TX counts.
+    /// Packets forwarded on the short path (`FastHops`, or a VIP flow's cached tunnel), a subset of the TX counts.
     public static let fastForwarded = 154
     public static let count = 160
 

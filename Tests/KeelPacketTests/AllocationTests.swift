@@ -49,6 +49,22 @@ final class AllocationTests: XCTestCase {
         XCTAssertEqual(n.refcounts, 0, out)
     }
 
+    /// The same with a connection table that holds every flow: the VIP
+    /// packets are hits, most of them on the tunnel short path (`ShortPath.tunnel`).
+    func testDataPlaneLcoreEstablishedFlowsAllocateAndRetainNothing() throws {
+        let out = try run(["--dataplane-established"])
+        let n = numbers(out)
+        let w = out.split(whereSeparator: { $0 == " " || $0 == "," || $0 == "\n" })
+        func before(_ word: String) -> Int { Int(w[w.firstIndex(of: Substring(word))! - 1]) ?? -1 }
+        XCTAssertEqual(before("evictions"), 0, out)
+        XCTAssertGreaterThan(before("hits"), 20_000 * 16 - 1000, out)
+        // Per burst of 32: six plain routed packets and eleven IPv4 VIP hits (IPIP and GUE) take a short path
+        // (with the one-bucket table of the test above, 11).
+        XCTAssertGreaterThan(before("short-path"), 20_000 * 17 - 1000, out)
+        XCTAssertEqual(n.allocations, 0, out)
+        XCTAssertEqual(n.refcounts, 0, out)
+    }
+
     func testCountersSeeACarelessLoop() throws {
         let n = numbers(try run(["--control"]))
         XCTAssertGreaterThan(n.allocations, 0)

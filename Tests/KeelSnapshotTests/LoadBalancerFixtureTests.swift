@@ -118,7 +118,17 @@ final class LoadBalancerFixtureTests: XCTestCase {
                                    payload: Array(repeating: 0x65, count: 1400 - 60)))
         // 16: VIP 6's only backend is drained: no new flows.
         let drained = T.client(B.ipv4(src: "10.1.0.2", dst: "192.0.2.40", proto: 6, srcPort: 40010, dstPort: 80))
-        frames = [syn, ack, udp, tcp6, udp6in4, tcp4in6, udp6gue6, plain, otherPort, frag1, frag2, icmpQuoting, bigDF, bigNoDF, big6, drained]
+        // 17: a second datagram of flow 3 (GUE), 18: FIN+ACK of flow 1 (IPIP): connection-table hits
+        //     with their tunnels cached, so they take the short path (`ShortPath.tunnel`); same bytes as the full path's.
+        let udp2 = T.client(B.ipv4(src: "10.1.0.2", dst: "192.0.2.20", proto: 17, srcPort: 5000, dstPort: 9999, payload: Array(repeating: 0x66, count: 30)))
+        var fin = ack
+        fin[47] = 0x11 // FIN+ACK for SYN; the TCP checksum follows (RFC 1624)
+        let tc = UInt32(fin[50]) << 8 | UInt32(fin[51])
+        let x = (~tc & 0xFFFF) &+ (~UInt32(0x5002) & 0xFFFF) &+ 0x5011
+        let folded = (x & 0xFFFF) &+ (x >> 16)
+        let nc = ~((folded & 0xFFFF) &+ (folded >> 16)) & 0xFFFF
+        fin[50] = UInt8(nc >> 8); fin[51] = UInt8(nc & 0xFF)
+        frames = [syn, ack, udp, tcp6, udp6in4, tcp4in6, udp6gue6, plain, otherPort, frag1, frag2, icmpQuoting, bigDF, bigNoDF, big6, drained, udp2, fin]
         FuzzCorpus.checkSeeds(frames)
         // Later fragments carry no ports; the 3-tuple hash of both fragments is the same.
         frag2 = frames[10]
@@ -147,7 +157,10 @@ final class LoadBalancerFixtureTests: XCTestCase {
         let b2 = oneOf("VIP 1 ACK (IPIP)", ack, vip1)
         XCTAssertNotNil(b1)
         XCTAssertEqual(b1, b2, "a flow keeps its backend")
-        XCTAssertNotNil(oneOf("VIP 2 UDP (GUE)", udp, [("10.2.0.13", 13), ("10.2.0.17", 17), ("10.2.0.18", 18)], gue: 6080))
+        let b3 = oneOf("VIP 2 UDP (GUE)", udp, [("10.2.0.13", 13), ("10.2.0.17", 17), ("10.2.0.18", 18)], gue: 6080)
+        XCTAssertNotNil(b3)
+        XCTAssertEqual(oneOf("VIP 2 UDP again (GUE, short path)", udp2, [("10.2.0.13", 13), ("10.2.0.17", 17), ("10.2.0.18", 18)], gue: 6080, hash: T.hash(udp)), b3)
+        XCTAssertEqual(oneOf("VIP 1 FIN (IPIP, short path)", fin, vip1), b1)
         XCTAssertNotNil(oneOf("VIP 3 IPv6 (IPIP6)", tcp6, [("2001:db8:2::11", 0x11)], source: "2001:db8:2::1"))
         XCTAssertNotNil(oneOf("VIP 4 IPv6 in GUE/IPv4", udp6in4, [("10.2.0.14", 14)], gue: 6080))
         XCTAssertNotNil(oneOf("VIP 5 IPv4 in IPv6", tcp4in6, [("2001:db8:2::16", 0x16)], source: "2001:db8:2::1"))
@@ -173,14 +186,20 @@ final class LoadBalancerFixtureTests: XCTestCase {
         XCTAssertEqual(r.drops("noBackend"), 1)
         XCTAssertEqual(r.drops("tooBig"), 3) // DF (answered), no DF (dropped), IPv6 (answered)
         XCTAssertEqual(r.drops("noRoute"), 1)
-        // Per-VIP counters: VIP 1 sent SYN, ACK and the ICMP error (one new flow; ACK and ICMP hit the table),
+        // Per-VIP counters: VIP 1 sent SYN, ACK, FIN and the ICMP error (one new flow; ACK, FIN and ICMP hit the table),
         // and refused the two oversize packets (their flows were recorded before the MTU check: misses).
         let vips = (r.stats["vips"] as? [[String: Any]]) ?? []
         let v1 = vips.first { ($0["id"] as? NSNumber)?.intValue == 1 }
-        XCTAssertEqual((v1?["packets"] as? NSNumber)?.intValue, 3, "\(vips)")
+        XCTAssertEqual((v1?["packets"] as? NSNumber)?.intValue, 4, "\(vips)")
+        XCTAssertEqual((v1?["bytes"] as? NSNumber)?.intValue, 40 + 140 + 140 + 56, "inner IP bytes: SYN, ACK, FIN, the ICMP error: \(vips)")
         XCTAssertEqual((v1?["new_flows"] as? NSNumber)?.intValue, 1)
         XCTAssertEqual((v1?["conn_misses"] as? NSNumber)?.intValue, 3, "SYN and the two oversize packets")
-        XCTAssertEqual((v1?["conn_hits"] as? NSNumber)?.intValue, 2, "ACK and the ICMP error")
+        XCTAssertEqual((v1?["conn_hits"] as? NSNumber)?.intValue, 3, "ACK, FIN and the ICMP error")
+        let v2 = vips.first { ($0["id"] as? NSNumber)?.intValue == 2 }
+        XCTAssertEqual((v2?["packets"] as? NSNumber)?.intValue, 4, "two datagrams of flow 3, two fragments: \(vips)")
+        XCTAssertEqual((v2?["conn_hits"] as? NSNumber)?.intValue, 1, "the second datagram (fragments skip the table)")
+        // ACK, FIN and the second datagram: hits whose tunnel the packet before them cached. (The one plain packet is its group's first.)
+        XCTAssertEqual(r.event("fast_forwarded"), 3, "VIP hits take the tunnel short path (pipeline: \(pipeline))")
         XCTAssertEqual((v1?["too_big"] as? NSNumber)?.intValue, 2)
     }
 
