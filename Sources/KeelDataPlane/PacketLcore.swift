@@ -306,7 +306,10 @@ struct Work {
     var backendMACs: NeighborCache
     /// Each backend's tunnel, by VIP slot and backend position (`tunnelSize`
     /// bytes each): tag (under `cache.tag`), outer Ethernet addresses (12),
-    /// out port, its MTU, outer source (16, IPv4 mapped, at 32).
+    /// out port, its MTU; at 24 the sum of the outer IPv4 header's words
+    /// but the first; outer source (16, IPv4 mapped, at 32); at 48 the
+    /// header's third and fourth words (TTL 64, protocol, checksum 0,
+    /// source), at 56 its destination.
     let tunnels: UnsafeMutableRawPointer
     static let tunnelSize = 64
     let lb: UnsafeMutablePointer<UInt64>
@@ -334,6 +337,10 @@ struct Work {
     let vipFilter = UnsafeMutablePointer<UInt64>.allocate(capacity: 4)
     /// Whether the snapshot `filterSeen` has any VIP (else pass 1 skips the filter).
     var anyVIP = true
+    /// VIP lookups of plain IPv4 traffic for the snapshot `filterSeen`, and
+    /// what the scan needs to take VIP packets (`ShortPath.VIPScan`).
+    let vipCache = VIPCache()
+    let vipScan = UnsafeMutablePointer<ShortPath.VIPScan>.allocate(capacity: 1)
     /// Prefetch each plain packet's LPM root entry in pass 1, among the
     /// checks, rather than in a loop of their own after it. Only with the
     /// tables on huge pages: with 4 KiB pages each prefetch needs a page walk,
@@ -384,6 +391,7 @@ struct Work {
         tunnels.initializeMemory(as: UInt8.self, repeating: 0, count: tunnelBytes)
         clock = monotonicNs()
         icmpBucket = TokenBucket(rate: f.icmpRate, burst: f.icmpBurst, now: clock)
+        vipScan.initialize(to: ShortPath.VIPScan(filter: UnsafePointer(vipFilter), cache: vipCache, vips: vips, hashes: hashes, conn: conn))
     }
 
     /// Frees what init allocated (an lcore's Work lives as long as its loop;
@@ -395,6 +403,7 @@ struct Work {
         plain.deallocate()
         backendMACs.deallocate()
         for p in [nextHop, scratch, learned, lbScratch, dst6, tunnels] { p.deallocate() }
+        vipCache.deallocate(); vipScan.deallocate()
         vipFilter.deallocate(); portMACs.deallocate(); infos.deallocate(); results.deallocate(); vips.deallocate(); hashes.deallocate()
         groups.deallocate(); dst4.deallocate(); at6.deallocate(); atV.deallocate(); found.deallocate()
     }
@@ -478,6 +487,7 @@ struct Work {
         if seen != filterSeen {
             s.vipAddressFilter(into: vipFilter)
             anyVIP = (0..<4).contains { vipFilter[$0] != 0 }
+            vipCache.clear()
             for d in 0..<Fabric.maxDPDKPorts {
                 let k = Int(f.indexOfDPDKPort[d])
                 portMACs[d] = k >= 0 ? s.portMACWord(k) : .max // .max: no frame's masked word matches
@@ -575,17 +585,17 @@ struct Work {
         -> (Int, Int, Int, Int, Int) {
         let fixedMAC = rxPort >= 0 ? portMACs[Int(f.portIds[rxPort]) & (Fabric.maxDPDKPorts - 1)] : 0
         let macs: UnsafePointer<UInt64>? = rxPort >= 0 ? nil : UnsafePointer(portMACs)
-        let filter: UnsafePointer<UInt64>? = anyVIP ? UnsafePointer(vipFilter) : nil
+        let vip: UnsafePointer<ShortPath.VIPScan>? = anyVIP ? UnsafePointer(vipScan) : nil
         for i in 0..<min(n, 4) { mbufPrefetch(mb[i]) }
         var counts = BurstCounts()
         var bytes = 0, plainCount = 0
         var candidates: UInt64 = 0
         var i = 0
         while i < n {
-            let (next, b, c) = ShortPath.scan(mb, from: i, n, fixedMAC: fixedMAC, portMACs: macs, vipFilter: filter,
-                                              plain: plain, dst4: dst4, lpm: prefetchInScan ? s.ipv4 : nil)
+            let (next, b, c, taken) = ShortPath.scan(mb, from: i, n, fixedMAC: fixedMAC, portMACs: macs, vip: vip,
+                                                     plain: plain, dst4: dst4, lpm: prefetchInScan ? s.ipv4 : nil)
             candidates |= c
-            plainCount &+= next &- i &- c.nonzeroBitCount
+            plainCount &+= next &- i &- c.nonzeroBitCount &- taken
             bytes &+= b
             i = next
             guard i < n else { break }
@@ -598,8 +608,8 @@ struct Work {
         }
         // Plain packets whose destinations passed the VIP filter: VIP traffic, or routed as plain after all.
         if candidates != 0 {
-            plainCount &+= ShortPath.vipCandidates(mb, candidates, snapshot: s, plain: plain, dst4: dst4, vips: vips, hashes: hashes,
-                                                   conn: conn, lpm: prefetchInScan ? s.ipv4 : nil)
+            plainCount &+= ShortPath.vipCandidates(mb, candidates, snapshot: s, vip: vipScan.pointee, plain: plain, dst4: dst4,
+                                                   lpm: prefetchInScan ? s.ipv4 : nil)
         }
         return (plainCount, counts.n4, counts.n6, counts.nV, bytes)
     }
@@ -861,6 +871,13 @@ struct Work {
                 te.storeBytes(of: out, toByteOffset: 20, as: UInt16.self)
                 te.storeBytes(of: UInt16(mtu), toByteOffset: 22, as: UInt16.self)
                 (te + 32).copyMemory(from: source, byteCount: 16)
+                // The outer header's template for ShortPath.tunnel: what every packet's header shares.
+                let w1 = UInt32(UInt16(0x4000).bigEndian) << 16 // id 0, DF
+                let w2 = UInt32(LoadBalancer.outerTTL) | UInt32(encap == LoadBalancer.gue ? 17 : innerV4 ? 4 : 41) << 8
+                let w3 = source.loadUnaligned(fromByteOffset: 12, as: UInt32.self), w4 = b.load(fromByteOffset: 28, as: UInt32.self)
+                te.storeBytes(of: UInt64(w1) &+ UInt64(w2) &+ UInt64(w3) &+ UInt64(w4), toByteOffset: 24, as: UInt64.self)
+                te.storeBytes(of: UInt64(w2) | UInt64(w3) << 32, toByteOffset: 48, as: UInt64.self)
+                te.storeBytes(of: w4, toByteOffset: 56, as: UInt32.self)
                 te.storeBytes(of: cache.tag, as: UInt64.self)
             }
             emit(m, Int(out))

@@ -13,21 +13,40 @@ import KeelTables
 /// packet it cannot take, which the caller handles the full way, in order,
 /// before calling it again: one call per burst in the common case.
 enum ShortPath {
+    /// What the scan needs to take VIP traffic: the snapshot's VIP filter
+    /// (destinations' last bytes), the VIP cache (`VIPCache`), where to store
+    /// each VIP packet's VIP and flow hash, and the connection table whose
+    /// bucket it starts loading.
+    struct VIPScan {
+        var filter: UnsafePointer<UInt64>
+        var cache: VIPCache
+        var vips: UnsafeMutablePointer<Int32>
+        var hashes: UnsafeMutablePointer<UInt64>
+        var conn: ConnTable?
+    }
+
     /// Pass 1 from packet `start`: while packets are plain IPv4 TCP/UDP
-    /// (`Parser.plainIPv4`) and unicast to their in-port's MAC, marks them
-    /// plain (1) and stores their destinations (host order) at their index in
-    /// `dst4`; when a destination passes the VIP filter, also sets the
-    /// packet's bit in the mask returned (for `vipCandidates`). Returns
-    /// the first packet it did not take, the bytes of those it took, and that
-    /// mask (bit i: packet i; bursts are at most 64). `portMACs` (by DPDK port
-    /// id) nil: every packet came in on the port whose MAC is `fixedMAC`.
-    /// `vipFilter` nil: the snapshot has no VIP. `lpm` set: prefetch each
-    /// plain packet's root entry (see `Work.prefetchInScan`).
+    /// (`Parser.plainIPv4`) and unicast to their in-port's MAC, takes them:
+    /// - a destination that passes the VIP filter and whose (destination,
+    ///   protocol, port) the VIP cache knows as a VIP's: VIP traffic (`plain`
+    ///   2, its VIP and 5-tuple flow hash stored, its connection-table bucket
+    ///   prefetched);
+    /// - one the cache does not know yet: plain (1), its destination stored,
+    ///   its bit set in the mask returned (for `vipCandidates`, which looks it
+    ///   up and fills the cache);
+    /// - every other: plain (1), its destination (host order) stored at its
+    ///   index in `dst4`.
+    /// Returns the first packet it did not take, the bytes of those it took,
+    /// that mask (bit i: packet i; bursts are at most 64) and how many it
+    /// took as VIP traffic. `portMACs` (by
+    /// DPDK port id) nil: every packet came in on the port whose MAC is
+    /// `fixedMAC`. `vip` nil: the snapshot has no VIP. `lpm` set: prefetch
+    /// each plain packet's root entry (see `Work.prefetchInScan`).
     @inline(never)
     static func scan(_ mb: UnsafeMutablePointer<OpaquePointer>, from start: Int, _ n: Int, fixedMAC: UInt64,
-                     portMACs: UnsafePointer<UInt64>?, vipFilter: UnsafePointer<UInt64>?,
-                     plain: UnsafeMutablePointer<UInt8>, dst4: UnsafeMutablePointer<UInt32>, lpm: IPv4LPMView?) -> (Int, Int, UInt64) {
-        var i = start, bytes = 0
+                     portMACs: UnsafePointer<UInt64>?, vip: UnsafePointer<VIPScan>?,
+                     plain: UnsafeMutablePointer<UInt8>, dst4: UnsafeMutablePointer<UInt32>, lpm: IPv4LPMView?) -> (Int, Int, UInt64, Int) {
+        var i = start, bytes = 0, taken = 0
         var candidates: UInt64 = 0
         while i < n {
             if i &+ 4 < n { mbufPrefetch(mb[i &+ 4]) }
@@ -37,17 +56,41 @@ enum ShortPath {
             let mac = portMACs.map { $0[Int(mbufPort(m)) & (Fabric.maxDPDKPorts - 1)] } ?? fixedMAC
             guard Parser.plainIPv4(p, length: len), p.loadUnaligned(as: UInt64.self) & 0xFFFF_FFFF_FFFF == mac else { break }
             bytes &+= len
-            plain[i] = 1
             let d = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 30, as: UInt32.self))
-            dst4[i] = d
-            if let vipFilter, case let last = Int(d & 0xFF), vipFilter[last >> 6] & (1 &<< UInt64(last & 63)) != 0 {
-                candidates |= 1 &<< UInt64(i) // `vipCandidates` decides; no prefetch yet
-            } else if let lpm {
-                lpm.prefetch(d)
+            if let v = vip?.pointee, case let last = Int(d & 0xFF), v.filter[last >> 6] & (1 &<< UInt64(last & 63)) != 0 {
+                let proto = p.load(fromByteOffset: 23, as: UInt8.self)
+                let dport = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 36, as: UInt16.self))
+                let e = v.cache.entry(d, proto, dport)
+                if e.load(as: UInt64.self) == VIPCache.key(d, proto, dport) {
+                    let vi = e.load(fromByteOffset: 8, as: Int32.self)
+                    if vi >= 0 { // VIP traffic: FlowHash.v4 with the destination's part cached
+                        let h = FlowHash.mix(UInt64(UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 26, as: UInt32.self))))
+                            ^ e.load(fromByteOffset: 16, as: UInt64.self)
+                            ^ FlowHash.mix(UInt64(proto) << 32 | UInt64(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 34, as: UInt16.self))) << 16
+                                           | UInt64(dport))
+                        plain[i] = 2
+                        dst4[i] = 0
+                        v.vips[i] = vi
+                        v.hashes[i] = h
+                        v.conn?.prefetch(h)
+                        taken &+= 1
+                        i &+= 1
+                        continue
+                    }
+                } else {
+                    candidates |= 1 &<< UInt64(i) // `vipCandidates` decides; no prefetch yet
+                    plain[i] = 1
+                    dst4[i] = d
+                    i &+= 1
+                    continue
+                }
             }
+            plain[i] = 1
+            dst4[i] = d
+            if let lpm { lpm.prefetch(d) }
             i &+= 1
         }
-        return (i, bytes, candidates)
+        return (i, bytes, candidates, taken)
     }
 
     /// Pass 3 from packet `start`: while packets are plain, their group's
@@ -98,16 +141,14 @@ enum ShortPath {
         return (i, -1)
     }
 
-    /// Pass 1 for the plain packets whose destination passed the VIP filter
-    /// (bit i of `candidates`: packet i): those addressed to a VIP become VIP
-    /// traffic (`plain` 2, their VIP and flow hash stored, their
-    /// connection-table bucket and the headroom line the outer headers go
-    /// in prefetched); the others stay plain (their root entry prefetched
-    /// when `lpm` is set). Returns how many stayed plain.
+    /// Pass 1 for the plain packets whose (destination, protocol, port) the
+    /// VIP cache did not know (bit i of `candidates`: packet i): looks each
+    /// up in the snapshot and caches the answer; those addressed to a VIP
+    /// become VIP traffic as in `scan`, the others stay plain (their root
+    /// entry prefetched when `lpm` is set). Returns how many stayed plain.
     @inline(never)
-    static func vipCandidates(_ mb: UnsafeMutablePointer<OpaquePointer>, _ candidates: UInt64, snapshot s: Snapshot,
-                              plain: UnsafeMutablePointer<UInt8>, dst4: UnsafeMutablePointer<UInt32>, vips: UnsafeMutablePointer<Int32>,
-                              hashes: UnsafeMutablePointer<UInt64>, conn: ConnTable?, lpm: IPv4LPMView?) -> Int {
+    static func vipCandidates(_ mb: UnsafeMutablePointer<OpaquePointer>, _ candidates: UInt64, snapshot s: Snapshot, vip v: VIPScan,
+                              plain: UnsafeMutablePointer<UInt8>, dst4: UnsafeMutablePointer<UInt32>, lpm: IPv4LPMView?) -> Int {
         var left = candidates, stayed = 0
         while left != 0 {
             let i = left.trailingZeroBitCount
@@ -118,6 +159,7 @@ enum ShortPath {
             let dport = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 36, as: UInt16.self))
             let (hi, lo) = Snapshot.mappedWords(v4: d)
             let vi = s.vip(hi: hi, lo: lo, proto: proto, port: dport)
+            v.cache.fill(d, proto, dport, vip: vi)
             guard vi >= 0 else {
                 if let lpm { lpm.prefetch(d) }
                 stayed &+= 1
@@ -127,10 +169,9 @@ enum ShortPath {
                                 srcPort: UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 34, as: UInt16.self)), dstPort: dport)
             plain[i] = 2
             dst4[i] = 0
-            vips[i] = vi
-            hashes[i] = h
-            conn?.prefetch(h)
-            keel_prefetch0(p - 32) // the outer headers go in front of the packet, in a line not touched yet
+            v.vips[i] = vi
+            v.hashes[i] = h
+            v.conn?.prefetch(h)
         }
         return stayed
     }
@@ -158,6 +199,7 @@ enum ShortPath {
             guard k < Int(rec.load(fromByteOffset: 12, as: UInt32.self)) else { break }
             let b = s.backendRaw(vi, k)
             // The flow's backend where it was, and up (a moved or down backend: the full path decides).
+            // (Its address is in the tunnel's template.)
             guard b.load(as: UInt32.self) == hit.backendID, b.load(fromByteOffset: 8, as: UInt8.self) != BackendState.down.rawValue else { break }
             let slot = vi &* backendSlots &+ k
             let te = tunnels + slot &* Work.tunnelSize
@@ -173,11 +215,15 @@ enum ShortPath {
             var flags: UInt64 = proto == 17 ? ConnTable.udp : 0
             if proto == 6 && p.load(fromByteOffset: 47, as: UInt8.self) & 0x05 != 0 { flags |= ConnTable.closing } // FIN or RST
             conn.touch(hit, position: k, backendID: hit.backendID, flags: flags, now: now)
-            let tos = p.load(fromByteOffset: 15, as: UInt8.self)
+            // The outer IPv4 header from the tunnel's template (Work.cacheTunnel):
+            // only the first word (TOS, length) and the checksum differ by packet.
             let outer = np + 14
-            // TTL 64 written as the routing step leaves it (the full path writes 65 and takes one off: the same bytes).
-            LoadBalancer.encapsulateIPv4(outer: outer, total: overhead &+ innerLength, tos: tos, proto: gue ? 17 : 4, ttl: LoadBalancer.outerTTL,
-                                         source: te.load(fromByteOffset: 44, as: UInt32.self), destination: b.load(fromByteOffset: 28, as: UInt32.self))
+            let w0 = UInt32(0x45) | UInt32(p.load(fromByteOffset: 15, as: UInt8.self)) << 8
+                | UInt32(UInt16(truncatingIfNeeded: overhead &+ innerLength).bigEndian) << 16
+            let sum = te.load(fromByteOffset: 24, as: UInt64.self) &+ UInt64(w0)
+            outer.storeBytes(of: UInt64(w0) | UInt64(UInt16(0x4000).bigEndian) << 48, as: UInt64.self)
+            outer.storeBytes(of: te.load(fromByteOffset: 48, as: UInt64.self) | UInt64(Checksum.finish(sum)) << 16, toByteOffset: 8, as: UInt64.self)
+            outer.storeBytes(of: te.load(fromByteOffset: 56, as: UInt32.self), toByteOffset: 16, as: UInt32.self)
             if gue {
                 LoadBalancer.writeGUE(outer + 20, length: 12 &+ innerLength, sourcePort: LoadBalancer.gueSourcePort(h),
                                       port: rec.load(fromByteOffset: 6, as: UInt16.self), innerProto: 4)
@@ -202,5 +248,45 @@ enum ShortPath {
             if sc &+ 1 == burst { return (i, k2) }
         }
         return (i, -1)
+    }
+}
+
+/// A worker's cache of VIP lookups for plain IPv4 traffic, so the scan can
+/// take VIP packets itself: 16 entries, direct-mapped by destination, port
+/// and protocol. An entry (32 bytes): key (valid bit, destination, protocol,
+/// port), the VIP index (-1: no VIP's), and the destination's part of
+/// `FlowHash.v4` (the same for every flow to the VIP). Filled by
+/// `ShortPath.vipCandidates`, emptied when the snapshot changes.
+struct VIPCache {
+    static let entries = 16, entrySize = 32
+    let base: UnsafeMutableRawPointer
+
+    init() {
+        base = .allocate(byteCount: VIPCache.entries * VIPCache.entrySize, alignment: 64)
+        clear()
+    }
+
+    func deallocate() { base.deallocate() }
+
+    func clear() { base.initializeMemory(as: UInt8.self, repeating: 0, count: VIPCache.entries * VIPCache.entrySize) }
+
+    @inline(__always)
+    static func key(_ d: UInt32, _ proto: UInt8, _ port: UInt16) -> UInt64 {
+        1 &<< 63 | UInt64(d) &<< 24 | UInt64(proto) &<< 16 | UInt64(port)
+    }
+
+    @inline(__always)
+    func entry(_ d: UInt32, _ proto: UInt8, _ port: UInt16) -> UnsafeMutableRawPointer {
+        base + Int(truncatingIfNeeded: (d ^ UInt32(port) ^ UInt32(proto)) & UInt32(VIPCache.entries - 1)) &* VIPCache.entrySize
+    }
+
+    /// Records the answer of the snapshot's VIP lookup for (destination, protocol, port).
+    @inline(__always)
+    func fill(_ d: UInt32, _ proto: UInt8, _ port: UInt16, vip: Int32) {
+        let e = entry(d, proto, port)
+        let b = FlowHash.mix(UInt64(d))
+        e.storeBytes(of: VIPCache.key(d, proto, port), as: UInt64.self)
+        e.storeBytes(of: vip, toByteOffset: 8, as: Int32.self)
+        e.storeBytes(of: b &<< 17 | b &>> 47, toByteOffset: 16, as: UInt64.self)
     }
 }

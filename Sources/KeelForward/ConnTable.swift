@@ -5,9 +5,10 @@ import Glibc
 ///
 /// Fixed size, set at start (`conntrack.flows`), never grows: a SYN flood can
 /// fill it but not exhaust memory. Buckets are one cache line of four 16-byte
-/// entries; a flow lives in the bucket its flow hash picks and is recognised
-/// by a 48-bit fingerprint from an independent hash (with the bucket index,
-/// 60+ bits tell flows apart). An entry:
+/// entries; a flow lives in the bucket its flow hash's low bits pick and is
+/// recognised by a 48-bit fingerprint, the hash's upper 48 bits (with the
+/// bucket index: all 64 bits of the hash from 2^16 buckets, 256K flows, up;
+/// 48 + log2(buckets) below). An entry:
 ///
 ///     word 0: fingerprint (48) | backend position in the VIP's list (16)
 ///     word 1: backend id (32) | expiry tick (24) | flags (8)
