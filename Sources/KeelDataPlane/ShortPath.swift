@@ -178,55 +178,49 @@ enum ShortPath {
 
     /// Pass 3 for VIP traffic from packet `start` (Work.balance's common case
     /// in a loop without calls): while packets are plain VIP traffic
-    /// (`plain` 2) of an established flow whose backend is still in the VIP's
-    /// list and not down, whose tunnel is cached under `tag`
-    /// (`Work.tunnels`: an IPv4 outer header routed by one next hop) and
-    /// which fit the out port's MTU: refreshes the connection entry,
-    /// encapsulates (IPIP or GUE), writes the outer Ethernet header, counts
-    /// the VIP and backend, stages for the out port. Returns the first packet
-    /// it did not take and the staging slot it filled (-1: none), as `forward`.
+    /// (`plain` 2) of an established flow whose tunnel is cached under `tag`
+    /// for the flow's backend (`Work.tunnels`: IPv4 outer header routed by
+    /// one next hop; a tunnel is cached only for a backend taking traffic,
+    /// and the tag changes with the snapshot) and which fit the out port's
+    /// MTU: refreshes the connection entry, encapsulates (IPIP or GUE) from
+    /// the tunnel's template, writes the outer Ethernet header, counts the
+    /// VIP and backend, stages for the out port. Returns the first packet it
+    /// did not take and the staging slot it filled (-1: none), as `forward`.
     @inline(never)
     static func tunnel(_ mb: UnsafeMutablePointer<OpaquePointer>, from start: Int, _ n: Int, plain: UnsafePointer<UInt8>,
-                       vips: UnsafePointer<Int32>, hashes: UnsafePointer<UInt64>, snapshot s: Snapshot, conn: ConnTable, now: UInt32,
+                       vips: UnsafePointer<Int32>, hashes: UnsafePointer<UInt64>, conn: ConnTable, now: UInt32,
                        tunnels: UnsafeRawPointer, tag: UInt64, lb: UnsafeMutablePointer<UInt64>, vipSlots: Int, backendSlots: Int,
                        stage: UnsafeMutablePointer<OpaquePointer?>, staged: UnsafeMutablePointer<Int>, burst: Int) -> (Int, Int) {
         var i = start
         while i < n, plain[i] == 2 {
             let vi = Int(vips[i]), h = hashes[i]
             guard let hit = conn.find(hash: h, fingerprint: LoadBalancer.fingerprint(h), now: now) else { break }
-            let rec = s.vipRaw(vi)
-            let k = hit.position
-            guard k < Int(rec.load(fromByteOffset: 12, as: UInt32.self)) else { break }
-            let b = s.backendRaw(vi, k)
-            // The flow's backend where it was, and up (a moved or down backend: the full path decides).
-            // (Its address is in the tunnel's template.)
-            guard b.load(as: UInt32.self) == hit.backendID, b.load(fromByteOffset: 8, as: UInt8.self) != BackendState.down.rawValue else { break }
-            let slot = vi &* backendSlots &+ k
+            let slot = vi &* backendSlots &+ hit.position
             let te = tunnels + slot &* Work.tunnelSize
-            guard te.load(as: UInt64.self) == tag else { break }
+            // The flow's backend where it was when the tunnel was cached in this snapshot (else the full path decides).
+            guard te.load(as: UInt64.self) == tag, te.load(fromByteOffset: 60, as: UInt32.self) == hit.backendID else { break }
             let m = mb[i]
             let p = mbufData(m)
-            let gue = rec.load(fromByteOffset: 2, as: UInt8.self) == LoadBalancer.gue
-            let overhead = gue ? 32 : 20
+            let guePort = te.load(fromByteOffset: 28, as: UInt16.self) // 0: IPIP
+            let overhead = guePort != 0 ? 32 : 20
             let innerLength = Int(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 16, as: UInt16.self)))
             guard innerLength &+ overhead <= Int(te.load(fromByteOffset: 22, as: UInt16.self)),
                   let np = mbufReframe(m, delta: overhead, length: 14 &+ overhead &+ innerLength) else { break }
             let proto = p.load(fromByteOffset: 23, as: UInt8.self)
             var flags: UInt64 = proto == 17 ? ConnTable.udp : 0
             if proto == 6 && p.load(fromByteOffset: 47, as: UInt8.self) & 0x05 != 0 { flags |= ConnTable.closing } // FIN or RST
-            conn.touch(hit, position: k, backendID: hit.backendID, flags: flags, now: now)
-            // The outer IPv4 header from the tunnel's template (Work.cacheTunnel):
-            // only the first word (TOS, length) and the checksum differ by packet.
+            conn.refresh(hit, flags: flags, now: now)
+            // The outer IPv4 header from the tunnel's template: only the first
+            // word (TOS, length) and the checksum differ by packet.
             let outer = np + 14
             let w0 = UInt32(0x45) | UInt32(p.load(fromByteOffset: 15, as: UInt8.self)) << 8
                 | UInt32(UInt16(truncatingIfNeeded: overhead &+ innerLength).bigEndian) << 16
-            let sum = te.load(fromByteOffset: 24, as: UInt64.self) &+ UInt64(w0)
+            let sum = UInt64(te.load(fromByteOffset: 24, as: UInt32.self)) &+ UInt64(w0)
             outer.storeBytes(of: UInt64(w0) | UInt64(UInt16(0x4000).bigEndian) << 48, as: UInt64.self)
             outer.storeBytes(of: te.load(fromByteOffset: 48, as: UInt64.self) | UInt64(Checksum.finish(sum)) << 16, toByteOffset: 8, as: UInt64.self)
             outer.storeBytes(of: te.load(fromByteOffset: 56, as: UInt32.self), toByteOffset: 16, as: UInt32.self)
-            if gue {
-                LoadBalancer.writeGUE(outer + 20, length: 12 &+ innerLength, sourcePort: LoadBalancer.gueSourcePort(h),
-                                      port: rec.load(fromByteOffset: 6, as: UInt16.self), innerProto: 4)
+            if guePort != 0 {
+                LoadBalancer.writeGUE(outer + 20, length: 12 &+ innerLength, sourcePort: LoadBalancer.gueSourcePort(h), port: guePort, innerProto: 4)
             }
             np.storeBytes(of: te.load(fromByteOffset: 8, as: UInt64.self), as: UInt64.self)
             np.storeBytes(of: te.load(fromByteOffset: 16, as: UInt32.self) , toByteOffset: 8, as: UInt32.self)
@@ -240,12 +234,12 @@ enum ShortPath {
             bc[LBCounter.backendPackets] &+= 1
             bc[LBCounter.backendBytes] &+= UInt64(innerLength)
             // Work.emit(m, port).
-            let k2 = Int(te.load(fromByteOffset: 20, as: UInt16.self))
-            let sc = staged[k2]
-            stage[k2 &* burst &+ sc] = m
-            staged[k2] = sc &+ 1
+            let k = Int(te.load(fromByteOffset: 20, as: UInt16.self))
+            let sc = staged[k]
+            stage[k &* burst &+ sc] = m
+            staged[k] = sc &+ 1
             i &+= 1
-            if sc &+ 1 == burst { return (i, k2) }
+            if sc &+ 1 == burst { return (i, k) }
         }
         return (i, -1)
     }

@@ -125,6 +125,15 @@ public struct ConnTable {
         if h.entry.load(fromByteOffset: 8, as: UInt64.self) != w1 { h.entry.storeBytes(of: w1, toByteOffset: 8, as: UInt64.self) }
     }
 
+    /// `touch` for a hit that stays with its backend where it is: only the
+    /// expiry and flags can change.
+    @inlinable @inline(__always)
+    public func refresh(_ h: Hit, flags: UInt64, now: UInt32) {
+        let f = h.flags | flags
+        let w1 = UInt64(h.backendID) << 32 | UInt64((now &+ timeout(f)) & 0xFF_FFFF) << 8 | f
+        if h.entry.load(fromByteOffset: 8, as: UInt64.self) != w1 { h.entry.storeBytes(of: w1, toByteOffset: 8, as: UInt64.self) }
+    }
+
     /// Records a new flow. Returns true when a live entry was evicted for it.
     @inlinable @inline(__always)
     public func insert(hash: UInt64, fingerprint: UInt64, position: Int, backendID: UInt32, flags: UInt64, now: UInt32) -> Bool {
