@@ -48,6 +48,7 @@ enum ShortPath {
                      plain: UnsafeMutablePointer<UInt8>, dst4: UnsafeMutablePointer<UInt32>, lpm: IPv4LPMView?) -> (Int, Int, UInt64, Int) {
         var i = start, bytes = 0, taken = 0
         var candidates: UInt64 = 0
+        let vipScan = vip?.pointee // read once: the stores below could alias it
         while i < n {
             if i &+ 4 < n { mbufPrefetch(mb[i &+ 4]) }
             let m = mb[i]
@@ -57,7 +58,7 @@ enum ShortPath {
             guard Parser.plainIPv4(p, length: len), p.loadUnaligned(as: UInt64.self) & 0xFFFF_FFFF_FFFF == mac else { break }
             bytes &+= len
             let d = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 30, as: UInt32.self))
-            if let v = vip?.pointee, case let last = Int(d & 0xFF), v.filter[last >> 6] & (1 &<< UInt64(last & 63)) != 0 {
+            if let v = vipScan, case let last = Int(d & 0xFF), v.filter[last >> 6] & (1 &<< UInt64(last & 63)) != 0 {
                 let proto = p.load(fromByteOffset: 23, as: UInt8.self)
                 let dport = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 36, as: UInt16.self))
                 let e = v.cache.entry(d, proto, dport)
