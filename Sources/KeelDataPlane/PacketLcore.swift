@@ -542,7 +542,8 @@ struct Work {
             case 2: // plain VIP traffic: unicast to the in-port's MAC, not ARP/ND, not multicast
                 if let conn {
                     let (next, filled) = ShortPath.tunnel(mb, from: i, n, plain: plain, vips: vips, hashes: hashes, conn: conn, now: now,
-                                                          tunnels: tunnels, tag: cache.tag, lb: lb, vipSlots: f.vipSlots, backendSlots: f.backendSlots,
+                                                          tunnels: tunnels, tag: cache.tag, lb: lb, backendCounters: lb + f.vipSlots &* LBCounter.perVIP,
+                                                          backendSlots: f.backendSlots,
                                                           stage: stage, staged: staged, burst: f.burst)
                     fast &+= next &- i
                     if filled >= 0 { flush(filled) }

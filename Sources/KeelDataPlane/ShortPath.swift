@@ -131,15 +131,22 @@ enum ShortPath {
             decrementTTLFast(ipv4: p + 14)
             p.storeBytes(of: e.load(fromByteOffset: 8, as: UInt64.self), as: UInt64.self)
             p.storeBytes(of: e.load(fromByteOffset: 16, as: UInt32.self), toByteOffset: 8, as: UInt32.self)
-            // Work.emit(m, port).
             let k = Int(e.load(fromByteOffset: 20, as: UInt16.self))
-            let c = staged[k]
-            stage[k &* burst &+ c] = m
-            staged[k] = c &+ 1
             i &+= 1
-            if c &+ 1 == burst { return (i, k) }
+            if stageOut(m, k, stage: stage, staged: staged, burst: burst) { return (i, k) }
         }
         return (i, -1)
+    }
+
+    /// `Work.emit(m, k)` without the call: stages `m` for out slot `k`.
+    /// Returns true when that slot's staging is full (the caller sends it).
+    @inline(__always)
+    static func stageOut(_ m: OpaquePointer, _ k: Int, stage: UnsafeMutablePointer<OpaquePointer?>, staged: UnsafeMutablePointer<Int>,
+                         burst: Int) -> Bool {
+        let c = staged[k]
+        stage[k &* burst &+ c] = m
+        staged[k] = c &+ 1
+        return c &+ 1 == burst
     }
 
     /// Pass 1 for the plain packets whose (destination, protocol, port) the
@@ -185,14 +192,21 @@ enum ShortPath {
     /// and the tag changes with the snapshot) and which fit the out port's
     /// MTU: refreshes the connection entry, encapsulates (IPIP or GUE) from
     /// the tunnel's template, writes the outer Ethernet header, counts the
-    /// VIP and backend, stages for the out port. Returns the first packet it
-    /// did not take and the staging slot it filled (-1: none), as `forward`.
+    /// VIP and backend, stages for the out port. `lb`: the VIP counters,
+    /// `backendCounters`: the backend counters that follow them. Returns the
+    /// first packet it did not take and the staging slot it filled (-1:
+    /// none), as `forward`.
     @inline(never)
     static func tunnel(_ mb: UnsafeMutablePointer<OpaquePointer>, from start: Int, _ n: Int, plain: UnsafePointer<UInt8>,
                        vips: UnsafePointer<Int32>, hashes: UnsafePointer<UInt64>, conn: ConnTable, now: UInt32,
-                       tunnels: UnsafeRawPointer, tag: UInt64, lb: UnsafeMutablePointer<UInt64>, vipSlots: Int, backendSlots: Int,
+                       tunnels: UnsafeRawPointer, tag: UInt64, lb: UnsafeMutablePointer<UInt64>,
+                       backendCounters: UnsafeMutablePointer<UInt64>, backendSlots: Int,
                        stage: UnsafeMutablePointer<OpaquePointer?>, staged: UnsafeMutablePointer<Int>, burst: Int) -> (Int, Int) {
-        var i = start
+        var i = start, filled = -1
+        // The VIP's counters, summed over a run of packets to one VIP (a burst is
+        // mostly one), added once: every packet here is a connection-table hit.
+        var runVIP = 0
+        var runPackets: UInt64 = 0, runBytes: UInt64 = 0
         while i < n, plain[i] == 2 {
             let vi = Int(vips[i]), h = hashes[i]
             guard let hit = conn.find(hash: h, fingerprint: LoadBalancer.fingerprint(h), now: now) else { break }
@@ -211,38 +225,54 @@ enum ShortPath {
             var flags: UInt64 = proto == 17 ? ConnTable.udp : 0
             if proto == 6 && p.load(fromByteOffset: 47, as: UInt8.self) & 0x05 != 0 { flags |= ConnTable.closing } // FIN or RST
             conn.refresh(hit, flags: flags, now: now)
-            // The outer IPv4 header from the tunnel's template: only the first
-            // word (TOS, length) and the checksum differ by packet.
-            let outer = np + 14
-            let w0 = UInt32(0x45) | UInt32(p.load(fromByteOffset: 15, as: UInt8.self)) << 8
-                | UInt32(UInt16(truncatingIfNeeded: overhead &+ innerLength).bigEndian) << 16
-            let sum = UInt64(te.load(fromByteOffset: 24, as: UInt32.self)) &+ UInt64(w0)
-            outer.storeBytes(of: UInt64(w0) | UInt64(UInt16(0x4000).bigEndian) << 48, as: UInt64.self)
-            outer.storeBytes(of: te.load(fromByteOffset: 48, as: UInt64.self) | UInt64(Checksum.finish(sum)) << 16, toByteOffset: 8, as: UInt64.self)
-            outer.storeBytes(of: te.load(fromByteOffset: 56, as: UInt32.self), toByteOffset: 16, as: UInt32.self)
+            writeOuterIPv4(np + 14, tunnel: te, tos: p.load(fromByteOffset: 15, as: UInt8.self), length: overhead &+ innerLength)
             if guePort != 0 {
-                LoadBalancer.writeGUE(outer + 20, length: 12 &+ innerLength, sourcePort: LoadBalancer.gueSourcePort(h), port: guePort, innerProto: 4)
+                LoadBalancer.writeGUE(np + 34, length: 12 &+ innerLength, sourcePort: LoadBalancer.gueSourcePort(h), port: guePort, innerProto: 4)
             }
-            np.storeBytes(of: te.load(fromByteOffset: 8, as: UInt64.self), as: UInt64.self)
-            np.storeBytes(of: te.load(fromByteOffset: 16, as: UInt32.self) , toByteOffset: 8, as: UInt32.self)
-            np.storeBytes(of: UInt16(0x0800).bigEndian, toByteOffset: 12, as: UInt16.self)
-            // Work.countTunnelled for a hit.
-            let c = lb + vi &* LBCounter.perVIP
-            let bc = lb + (vipSlots &* LBCounter.perVIP &+ slot &* LBCounter.perBackend)
-            c[LBCounter.connHits] &+= 1
-            c[LBCounter.packets] &+= 1
-            c[LBCounter.bytes] &+= UInt64(innerLength)
+            writeOuterEthernet(np, tunnel: te)
+            if vi != runVIP {
+                addVIPHits(lb + runVIP &* LBCounter.perVIP, packets: runPackets, bytes: runBytes)
+                runVIP = vi; runPackets = 0; runBytes = 0
+            }
+            runPackets &+= 1
+            runBytes &+= UInt64(innerLength)
+            let bc = backendCounters + slot &* LBCounter.perBackend
             bc[LBCounter.backendPackets] &+= 1
             bc[LBCounter.backendBytes] &+= UInt64(innerLength)
-            // Work.emit(m, port).
             let k = Int(te.load(fromByteOffset: 20, as: UInt16.self))
-            let sc = staged[k]
-            stage[k &* burst &+ sc] = m
-            staged[k] = sc &+ 1
             i &+= 1
-            if sc &+ 1 == burst { return (i, k) }
+            if stageOut(m, k, stage: stage, staged: staged, burst: burst) { filled = k; break }
         }
-        return (i, -1)
+        addVIPHits(lb + runVIP &* LBCounter.perVIP, packets: runPackets, bytes: runBytes)
+        return (i, filled)
+    }
+
+    /// `packets` connection-table hits of `bytes` in a VIP's counters (`c`).
+    @inline(__always)
+    static func addVIPHits(_ c: UnsafeMutablePointer<UInt64>, packets: UInt64, bytes: UInt64) {
+        c[LBCounter.connHits] &+= packets
+        c[LBCounter.packets] &+= packets
+        c[LBCounter.bytes] &+= bytes
+    }
+
+    /// The outer IPv4 header of a tunnel (`Work.tunnels` entry `te`) from its
+    /// template: only the first word (TOS, total `length`) and the checksum
+    /// differ by packet. Outer TTL 64, DF, id 0.
+    @inline(__always)
+    static func writeOuterIPv4(_ outer: UnsafeMutableRawPointer, tunnel te: UnsafeRawPointer, tos: UInt8, length: Int) {
+        let w0 = UInt32(0x45) | UInt32(tos) << 8 | UInt32(UInt16(truncatingIfNeeded: length).bigEndian) << 16
+        let sum = UInt64(te.load(fromByteOffset: 24, as: UInt32.self)) &+ UInt64(w0)
+        outer.storeBytes(of: UInt64(w0) | UInt64(UInt16(0x4000).bigEndian) << 48, as: UInt64.self)
+        outer.storeBytes(of: te.load(fromByteOffset: 48, as: UInt64.self) | UInt64(Checksum.finish(sum)) << 16, toByteOffset: 8, as: UInt64.self)
+        outer.storeBytes(of: te.load(fromByteOffset: 56, as: UInt32.self), toByteOffset: 16, as: UInt32.self)
+    }
+
+    /// The outer Ethernet header of a tunnel (MACs from entry `te`, IPv4).
+    @inline(__always)
+    static func writeOuterEthernet(_ np: UnsafeMutableRawPointer, tunnel te: UnsafeRawPointer) {
+        np.storeBytes(of: te.load(fromByteOffset: 8, as: UInt64.self), as: UInt64.self)
+        np.storeBytes(of: te.load(fromByteOffset: 16, as: UInt32.self), toByteOffset: 8, as: UInt32.self)
+        np.storeBytes(of: UInt16(0x0800).bigEndian, toByteOffset: 12, as: UInt16.self)
     }
 }
 
