@@ -818,12 +818,19 @@ struct Work {
         if quoted == nil && outerV4 && te.load(as: UInt64.self) == cache.tag,
            innerLength &+ overhead <= Int(te.load(fromByteOffset: 22, as: UInt16.self)),
            let np = mbufReframe(m, delta: 14 &+ overhead &- Int(info.l3Offset), length: 14 &+ overhead &+ innerLength) {
-            LoadBalancer.encapsulate(outer: np + 14, innerLength: innerLength, innerV4: innerV4, outerV4: true, encap: encap,
-                                     guePort: rec.load(fromByteOffset: 6, as: UInt16.self), hash: flowHash, source: te + 32, destination: b + 16)
-            decrementTTLFast(ipv4: np + 14) // what the routing step takes off every packet
-            np.storeBytes(of: te.load(fromByteOffset: 8, as: UInt64.self), as: UInt64.self)
-            np.storeBytes(of: te.load(fromByteOffset: 16, as: UInt32.self), toByteOffset: 8, as: UInt32.self)
-            np.storeBytes(of: UInt16(0x0800).bigEndian, toByteOffset: 12, as: UInt16.self)
+            if innerV4 { // the tunnel's template, as ShortPath.tunnel
+                ShortPath.writeOuterIPv4(np + 14, tunnel: te, tos: p.load(fromByteOffset: Int(info.l3Offset) &+ 1, as: UInt8.self),
+                                         length: overhead &+ innerLength)
+                if encap == LoadBalancer.gue {
+                    LoadBalancer.writeGUE(np + 34, length: 12 &+ innerLength, sourcePort: LoadBalancer.gueSourcePort(flowHash),
+                                          port: rec.load(fromByteOffset: 6, as: UInt16.self), innerProto: 4)
+                }
+            } else {
+                LoadBalancer.encapsulate(outer: np + 14, innerLength: innerLength, innerV4: false, outerV4: true, encap: encap,
+                                         guePort: rec.load(fromByteOffset: 6, as: UInt16.self), hash: flowHash, source: te + 32, destination: b + 16)
+                decrementTTLFast(ipv4: np + 14) // what the routing step takes off every packet
+            }
+            ShortPath.writeOuterEthernet(np, tunnel: te)
             countTunnelled(c, bc, b, innerLength: innerLength, fresh: fresh)
             emit(m, Int(te.load(fromByteOffset: 20, as: UInt16.self)))
             return
