@@ -435,9 +435,7 @@ struct Work {
     /// Stages `m` for output slot `k` (data port, TAP port + portCount, or the slow ring).
     @inline(__always)
     mutating func emit(_ m: OpaquePointer, _ k: Int) {
-        stage[k &* f.burst &+ staged[k]] = m
-        staged[k] &+= 1
-        if staged[k] == f.burst { flush(k) }
+        if ShortPath.stageOut(m, k, stage: stage, staged: staged, burst: f.burst) { flush(k) }
     }
 
     mutating func flushAll() {

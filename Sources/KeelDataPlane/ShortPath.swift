@@ -138,7 +138,8 @@ enum ShortPath {
         return (i, -1)
     }
 
-    /// `Work.emit(m, k)` without the call: stages `m` for out slot `k`.
+    /// Stages `m` for out slot `k` (`Work.emit` without the flush, which the
+    /// leaf loops leave to their caller).
     /// Returns true when that slot's staging is full (the caller sends it).
     @inline(__always)
     static func stageOut(_ m: OpaquePointer, _ k: Int, stage: UnsafeMutablePointer<OpaquePointer?>, staged: UnsafeMutablePointer<Int>,
@@ -205,7 +206,7 @@ enum ShortPath {
         var i = start, filled = -1
         // The VIP's counters, summed over a run of packets to one VIP (a burst is
         // mostly one), added once: every packet here is a connection-table hit.
-        var runVIP = 0
+        var runVIP = 0 // any valid VIP slot: an empty run adds nothing
         var runPackets: UInt64 = 0, runBytes: UInt64 = 0
         while i < n, plain[i] == 2 {
             let vi = Int(vips[i]), h = hashes[i]
