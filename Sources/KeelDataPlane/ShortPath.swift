@@ -207,7 +207,7 @@ enum ShortPath {
         // The VIP's counters, summed over a run of packets to one VIP (a burst is
         // mostly one), added once: every packet here is a connection-table hit.
         var runVIP = 0 // any valid VIP slot: an empty run adds nothing
-        var runPackets: UInt64 = 0, runBytes: UInt64 = 0
+        var runStart = start, runBytes: UInt64 = 0 // the run's packets: runStart ..< i
         while i < n, plain[i] == 2 {
             let vi = Int(vips[i]), h = hashes[i]
             guard let hit = conn.find(hash: h, fingerprint: LoadBalancer.fingerprint(h), now: now) else { break }
@@ -222,20 +222,19 @@ enum ShortPath {
             let innerLength = Int(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 16, as: UInt16.self)))
             guard innerLength &+ overhead <= Int(te.load(fromByteOffset: 22, as: UInt16.self)),
                   let np = mbufReframe(m, delta: overhead, length: 14 &+ overhead &+ innerLength) else { break }
-            let proto = p.load(fromByteOffset: 23, as: UInt8.self)
-            var flags: UInt64 = proto == 17 ? ConnTable.udp : 0
-            if proto == 6 && p.load(fromByteOffset: 47, as: UInt8.self) & 0x05 != 0 { flags |= ConnTable.closing } // FIN or RST
-            conn.refresh(hit, flags: flags, now: now)
+            // The entry has the UDP flag from its insertion (the hash covers the
+            // protocol); only a TCP FIN or RST adds one.
+            let closing = p.load(fromByteOffset: 23, as: UInt8.self) == 6 && p.load(fromByteOffset: 47, as: UInt8.self) & 0x05 != 0
+            conn.refresh(hit, flags: closing ? ConnTable.closing : 0, now: now)
             writeOuterIPv4(np + 14, tunnel: te, tos: p.load(fromByteOffset: 15, as: UInt8.self), length: overhead &+ innerLength)
             if guePort != 0 {
                 LoadBalancer.writeGUE(np + 34, length: 12 &+ innerLength, sourcePort: LoadBalancer.gueSourcePort(h), port: guePort, innerProto: 4)
             }
             writeOuterEthernet(np, tunnel: te)
             if vi != runVIP {
-                addVIPHits(lb + runVIP &* LBCounter.perVIP, packets: runPackets, bytes: runBytes)
-                runVIP = vi; runPackets = 0; runBytes = 0
+                addVIPHits(lb + runVIP &* LBCounter.perVIP, packets: UInt64(i &- runStart), bytes: runBytes)
+                runVIP = vi; runStart = i; runBytes = 0
             }
-            runPackets &+= 1
             runBytes &+= UInt64(innerLength)
             let bc = backendCounters + slot &* LBCounter.perBackend
             bc[LBCounter.backendPackets] &+= 1
@@ -244,7 +243,7 @@ enum ShortPath {
             i &+= 1
             if stageOut(m, k, stage: stage, staged: staged, burst: burst) { filled = k; break }
         }
-        addVIPHits(lb + runVIP &* LBCounter.perVIP, packets: runPackets, bytes: runBytes)
+        addVIPHits(lb + runVIP &* LBCounter.perVIP, packets: UInt64(i &- runStart), bytes: runBytes)
         return (i, filled)
     }
 
