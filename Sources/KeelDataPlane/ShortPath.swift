@@ -46,7 +46,7 @@ enum ShortPath {
     static func scan(_ mb: UnsafeMutablePointer<OpaquePointer>, from start: Int, _ n: Int, fixedMAC: UInt64,
                      portMACs: UnsafePointer<UInt64>?, vip: UnsafePointer<VIPScan>?,
                      plain: UnsafeMutablePointer<UInt8>, dst4: UnsafeMutablePointer<UInt32>, lpm: IPv4LPMView?) -> (Int, Int, UInt64, Int) {
-        var i = start, bytes = 0, taken = 0
+        var i = start
         var candidates: UInt64 = 0
         let vipScan = vip?.pointee // read once: the stores below could alias it
         while i < n {
@@ -56,7 +56,6 @@ enum ShortPath {
             let len = mbufLength(m)
             let mac = portMACs.map { $0[Int(mbufPort(m)) & (Fabric.maxDPDKPorts - 1)] } ?? fixedMAC
             guard Parser.plainIPv4(p, length: len), p.loadUnaligned(as: UInt64.self) & 0xFFFF_FFFF_FFFF == mac else { break }
-            bytes &+= len
             let d = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 30, as: UInt32.self))
             if let v = vipScan, case let last = Int(d & 0xFF), v.filter[last >> 6] & (1 &<< UInt64(last & 63)) != 0 {
                 let proto = p.load(fromByteOffset: 23, as: UInt8.self)
@@ -74,7 +73,6 @@ enum ShortPath {
                         v.vips[i] = vi
                         v.hashes[i] = h
                         v.conn?.prefetch(h)
-                        taken &+= 1
                         i &+= 1
                         continue
                     }
@@ -90,6 +88,14 @@ enum ShortPath {
             dst4[i] = d
             if let lpm { lpm.prefetch(d) }
             i &+= 1
+        }
+        // The bytes and the VIP count in a loop of their own: summed above,
+        // they were two more values carried from packet to packet, which the
+        // register allocator kept on the stack (a store-to-load chain per packet).
+        var bytes = 0, taken = 0
+        for j in start..<i {
+            bytes &+= mbufLength(mb[j])
+            taken &+= Int(plain[j] &>> 1) // 2: VIP traffic, 1: plain
         }
         return (i, bytes, candidates, taken)
     }
@@ -204,15 +210,18 @@ enum ShortPath {
                        backendCounters: UnsafeMutablePointer<UInt64>, backendSlots: Int,
                        stage: UnsafeMutablePointer<OpaquePointer?>, staged: UnsafeMutablePointer<Int>, burst: Int) -> (Int, Int) {
         var i = start, filled = -1
-        // The VIP's counters, summed over a run of packets to one VIP (a burst is
-        // mostly one), added once: every packet here is a connection-table hit.
-        var runVIP = 0 // any valid VIP slot: an empty run adds nothing
-        var runStart = start, runBytes: UInt64 = 0 // the run's packets: runStart ..< i
-        while i < n, plain[i] == 2 {
-            let vi = Int(vips[i]), h = hashes[i]
+        // One VIP per call (a burst is mostly one): its tunnels and counters
+        // are fixed for the loop, and its packet and byte counts are added
+        // once at the end (every packet here is a connection-table hit). Fewer
+        // values carried from packet to packet: they all stay in registers.
+        let vi = Int(vips[start])
+        let vipTunnels = tunnels + vi &* backendSlots &* Work.tunnelSize
+        let vipBackends = backendCounters + vi &* backendSlots &* LBCounter.perBackend
+        var bytes: UInt64 = 0
+        while i < n, plain[i] == 2, Int(vips[i]) == vi {
+            let h = hashes[i]
             guard let hit = conn.find(hash: h, fingerprint: LoadBalancer.fingerprint(h), now: now) else { break }
-            let slot = vi &* backendSlots &+ hit.position
-            let te = tunnels + slot &* Work.tunnelSize
+            let te = vipTunnels + hit.position &* Work.tunnelSize
             // The flow's backend where it was when the tunnel was cached in this snapshot (else the full path decides).
             guard te.load(as: UInt64.self) == tag, te.load(fromByteOffset: 60, as: UInt32.self) == hit.backendID else { break }
             let m = mb[i]
@@ -231,19 +240,15 @@ enum ShortPath {
                 LoadBalancer.writeGUE(np + 34, length: 12 &+ innerLength, sourcePort: LoadBalancer.gueSourcePort(h), port: guePort, innerProto: 4)
             }
             writeOuterEthernet(np, tunnel: te)
-            if vi != runVIP {
-                addVIPHits(lb + runVIP &* LBCounter.perVIP, packets: UInt64(i &- runStart), bytes: runBytes)
-                runVIP = vi; runStart = i; runBytes = 0
-            }
-            runBytes &+= UInt64(innerLength)
-            let bc = backendCounters + slot &* LBCounter.perBackend
+            bytes &+= UInt64(innerLength)
+            let bc = vipBackends + hit.position &* LBCounter.perBackend
             bc[LBCounter.backendPackets] &+= 1
             bc[LBCounter.backendBytes] &+= UInt64(innerLength)
             let k = Int(te.load(fromByteOffset: 20, as: UInt16.self))
             i &+= 1
             if stageOut(m, k, stage: stage, staged: staged, burst: burst) { filled = k; break }
         }
-        addVIPHits(lb + runVIP &* LBCounter.perVIP, packets: UInt64(i &- runStart), bytes: runBytes)
+        addVIPHits(lb + vi &* LBCounter.perVIP, packets: UInt64(i &- start), bytes: bytes)
         return (i, filled)
     }
 
