@@ -193,7 +193,8 @@ enum ShortPath {
 
     /// Pass 3 for VIP traffic from packet `start` (Work.balance's common case
     /// in a loop without calls): while packets are plain VIP traffic
-    /// (`plain` 2) of an established flow whose tunnel is cached under `tag`
+    /// (`plain` 2) to packet `start`'s VIP (the caller calls again at the
+    /// next VIP), of an established flow whose tunnel is cached under `tag`
     /// for the flow's backend (`Work.tunnels`: IPv4 outer header routed by
     /// one next hop; a tunnel is cached only for a backend taking traffic,
     /// and the tag changes with the snapshot) and which fit the out port's
