@@ -307,7 +307,7 @@ struct Work {
     /// Each backend's tunnel, by VIP slot and backend position (`tunnelSize`
     /// bytes each): tag (under `cache.tag`), outer Ethernet addresses (12),
     /// out port, its MTU; at 24 the sum of the outer IPv4 header's words
-    /// but the first (folded), at 28 the GUE port (0: IPIP); outer source
+    /// but the first, plus that word's 0x45 (folded to 16 bits), at 28 the GUE port (0: IPIP); outer source
     /// (16, IPv4 mapped, at 32); at 48 the header's third and fourth words
     /// (TTL 64, protocol, checksum 0, source), at 56 its destination; at 60
     /// the backend's id.
@@ -882,8 +882,8 @@ struct Work {
                 let w1 = UInt32(UInt16(0x4000).bigEndian) << 16 // id 0, DF
                 let w2 = UInt32(LoadBalancer.outerTTL) | UInt32(encap == LoadBalancer.gue ? 17 : innerV4 ? 4 : 41) << 8
                 let w3 = source.loadUnaligned(fromByteOffset: 12, as: UInt32.self), w4 = b.load(fromByteOffset: 28, as: UInt32.self)
-                // (The sum folded to 16 bits: ones' complement, it adds up the same.)
-                te.storeBytes(of: UInt32(Checksum.fold(UInt64(w1) &+ UInt64(w2) &+ UInt64(w3) &+ UInt64(w4))), toByteOffset: 24, as: UInt32.self)
+                // (With the first word's 0x45, folded to 16 bits: ones' complement, it adds up the same.)
+                te.storeBytes(of: UInt32(Checksum.fold(0x45 &+ UInt64(w1) &+ UInt64(w2) &+ UInt64(w3) &+ UInt64(w4))), toByteOffset: 24, as: UInt32.self)
                 te.storeBytes(of: encap == LoadBalancer.gue ? rec.load(fromByteOffset: 6, as: UInt16.self) : 0, toByteOffset: 28, as: UInt16.self)
                 te.storeBytes(of: UInt64(w2) | UInt64(w3) << 32, toByteOffset: 48, as: UInt64.self)
                 te.storeBytes(of: w4, toByteOffset: 56, as: UInt32.self)

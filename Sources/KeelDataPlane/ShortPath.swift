@@ -266,10 +266,15 @@ enum ShortPath {
     /// differ by packet. Outer TTL 64, DF, id 0.
     @inline(__always)
     static func writeOuterIPv4(_ outer: UnsafeMutableRawPointer, tunnel te: UnsafeRawPointer, tos: UInt8, length: Int) {
-        let w0 = UInt32(0x45) | UInt32(tos) << 8 | UInt32(UInt16(truncatingIfNeeded: length).bigEndian) << 16
-        let sum = UInt64(te.load(fromByteOffset: 24, as: UInt32.self)) &+ UInt64(w0)
+        let lengthWord = UInt32(UInt16(truncatingIfNeeded: length).bigEndian)
+        let w0 = UInt32(0x45) | UInt32(tos) << 8 | lengthWord << 16
+        // The template's sum (16 bits, with the 0x45) plus two 16-bit words:
+        // below 2^18, so two folds give the ones' complement sum.
+        let x = te.load(fromByteOffset: 24, as: UInt32.self) &+ UInt32(tos) << 8 &+ lengthWord
+        let y = (x & 0xFFFF) &+ (x &>> 16)
+        let sum = ~((y & 0xFFFF) &+ (y &>> 16)) & 0xFFFF
         outer.storeBytes(of: UInt64(w0) | UInt64(UInt16(0x4000).bigEndian) << 48, as: UInt64.self)
-        outer.storeBytes(of: te.load(fromByteOffset: 48, as: UInt64.self) | UInt64(Checksum.finish(sum)) << 16, toByteOffset: 8, as: UInt64.self)
+        outer.storeBytes(of: te.load(fromByteOffset: 48, as: UInt64.self) | UInt64(sum) << 16, toByteOffset: 8, as: UInt64.self)
         outer.storeBytes(of: te.load(fromByteOffset: 56, as: UInt32.self), toByteOffset: 16, as: UInt32.self)
     }
 

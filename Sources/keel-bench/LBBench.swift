@@ -39,8 +39,12 @@ struct LBBench: ParsableCommand {
         if let side { return try child(side) }
         let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         var results: [String: [[String: Any]]] = [:]
-        for _ in 0..<o.runs {
-            for s in LBBench.sides {
+        for run in 0..<o.runs {
+            // Each round runs the three sides back to back, in reverse order every
+            // other round (route, established, new; new, established, route): the
+            // load of other tenants drifts, and each round's ratio compares runs
+            // next to each other in time.
+            for s in run % 2 == 0 ? LBBench.sides : LBBench.sides.reversed() {
                 var args = ["lb", "--side", s, "--table", o.table, "--seconds", String(o.seconds), "--flows", String(flows),
                             "--conntrack", String(conntrack), "--lcore", String(o.lcore)]
                 if let routes = o.routes { args += ["--routes", String(routes)] }
@@ -59,6 +63,9 @@ struct LBBench: ParsableCommand {
         let tsc = (results["route"]?.first?["tsc_hz"] as? Double) ?? 2.1e9
         // The fastest run of each: other tenants only ever slow a run down (see forward).
         let routeBest = rates("route").max() ?? 0, estBest = rates("established").max() ?? 0, newBest = rates("new").max() ?? 0
+        // Per round, each side against the routing run next to it; the median of those.
+        let estPaired = median(zip(rates("established"), rates("route")).map { $0 / $1 })
+        let newPaired = median(zip(rates("new"), rates("route")).map { $0 / $1 })
         let drops = LBBench.sides.flatMap { s in results[s]!.compactMap { $0["drops"] as? [String: Any] }.filter { !$0.isEmpty }.map { "\(s): \($0)" } }
         let hits = results["established"]!.map { ($0["conn_hits"] as? Int) ?? 0 }, misses = results["established"]!.map { ($0["conn_misses"] as? Int) ?? 0 }
         let perFlow = ConnTable.bytes(flows: conntrack) / (ConnTable.bytes(flows: conntrack) / 64 * ConnTable.entriesPerBucket)
@@ -69,21 +76,22 @@ struct LBBench: ParsableCommand {
                               "route_pps_runs": rates("route"), "established_pps_runs": rates("established"), "new_pps_runs": rates("new"),
                               "route_cycles_per_packet": tsc / route, "established_cycles_per_packet": tsc / est, "new_cycles_per_packet": tsc / new,
                               "established_to_route": est / route, "new_to_route": new / route,
+                              "established_to_route_paired": estPaired, "new_to_route_paired": newPaired,
                               "route_pps_best": routeBest, "established_pps_best": estBest, "new_pps_best": newBest,
                               "established_to_route_best": estBest / routeBest, "new_to_route_best": newBest / routeBest,
                               "conntrack_bytes": ConnTable.bytes(flows: conntrack), "bytes_per_flow": perFlow,
                               "established_conn_hits": hits, "established_conn_misses": misses, "drops": drops]))
         } else {
             print("lb: \(routesUsed) IPv4 routes, one VIP with 16 backends (IPIP), \(flows) flows of 60-byte TCP frames, connection table of \(conntrack) flows (\(ConnTable.bytes(flows: conntrack) >> 20) MiB, \(perFlow) bytes per flow), one lcore, \(o.hugePages ? "huge pages" : "4 KiB pages"), median of \(o.runs) runs each")
-            var t = TextTable(header: ["traffic", "Mpps", "cycles/packet", "vs routing", "best Mpps", "best vs routing", "runs (Mpps)"])
-            t.add(["routing only (random destinations)", fmt(route / 1e6, 3), fmt(tsc / route, 1), "1.000", fmt(routeBest / 1e6, 3), "1.000",
+            var t = TextTable(header: ["traffic", "Mpps", "cycles/packet", "vs routing", "vs routing, paired", "best Mpps", "best vs routing", "runs (Mpps)"])
+            t.add(["routing only (random destinations)", fmt(route / 1e6, 3), fmt(tsc / route, 1), "1.000", "1.000", fmt(routeBest / 1e6, 3), "1.000",
                    rates("route").map { fmt($0 / 1e6, 2) }.joined(separator: " ")])
-            t.add(["VIP, established flows", fmt(est / 1e6, 3), fmt(tsc / est, 1), fmt(est / route, 3), fmt(estBest / 1e6, 3), fmt(estBest / routeBest, 3),
-                   rates("established").map { fmt($0 / 1e6, 2) }.joined(separator: " ")])
-            t.add(["VIP, new flows (every packet a miss)", fmt(new / 1e6, 3), fmt(tsc / new, 1), fmt(new / route, 3), fmt(newBest / 1e6, 3), fmt(newBest / routeBest, 3),
-                   rates("new").map { fmt($0 / 1e6, 2) }.joined(separator: " ")])
+            t.add(["VIP, established flows", fmt(est / 1e6, 3), fmt(tsc / est, 1), fmt(est / route, 3), fmt(estPaired, 3), fmt(estBest / 1e6, 3),
+                   fmt(estBest / routeBest, 3), rates("established").map { fmt($0 / 1e6, 2) }.joined(separator: " ")])
+            t.add(["VIP, new flows (every packet a miss)", fmt(new / 1e6, 3), fmt(tsc / new, 1), fmt(new / route, 3), fmt(newPaired, 3), fmt(newBest / 1e6, 3),
+                   fmt(newBest / routeBest, 3), rates("new").map { fmt($0 / 1e6, 2) }.joined(separator: " ")])
             print(t.render())
-            print("established / routing: \(fmt(est / route, 3)) (medians), \(fmt(estBest / routeBest, 3)) (best runs)")
+            print("established / routing: \(fmt(est / route, 3)) (medians), \(fmt(estPaired, 3)) (median of the rounds' ratios), \(fmt(estBest / routeBest, 3)) (best runs)")
             if !drops.isEmpty { print("drops: \(drops.joined(separator: "; "))") }
         }
     }
