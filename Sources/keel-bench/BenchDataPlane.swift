@@ -14,6 +14,8 @@ import KeelTables
 enum BenchDataPlane {
     struct Result {
         var pps: Double
+        /// The fastest tenth of a second's rate (`ForwardBench.sampleWindows`).
+        var peakPps: Double
         var stats: StatsFile
         var drops: [String: UInt64]
     }
@@ -35,11 +37,11 @@ enum BenchDataPlane {
         dp.mempool.mbufs = mbufs
         if let conntrack { dp.conntrack.flows = conntrack }
         let plane = try DataPlane(config: dp, eal: eal, log: { _ in })
-        final class Box: @unchecked Sendable { var rate = 0.0; var done = false }
+        final class Box: @unchecked Sendable { var rate = 0.0, peak = 0.0; var done = false }
         let box = Box()
         let stats = plane.stats
         let sampler = Thread {
-            box.rate = ForwardBench.sample(seconds) { stats.total(Counter.txPackets(1)) }
+            (box.rate, box.peak) = ForwardBench.sampleWindows(seconds) { stats.total(Counter.txPackets(1)) }
             box.done = true
         }
         sampler.start()
@@ -49,6 +51,6 @@ enum BenchDataPlane {
         for r in DropReason.allCases where r != .none && stats.total(Counter.drop(Int(r.rawValue))) > 0 {
             drops["\(r)"] = stats.total(Counter.drop(Int(r.rawValue)))
         }
-        return Result(pps: box.rate, stats: stats, drops: drops)
+        return Result(pps: box.rate, peakPps: box.peak, stats: stats, drops: drops)
     }
 }

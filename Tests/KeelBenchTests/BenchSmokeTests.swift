@@ -109,6 +109,12 @@ final class BenchSmokeTests: XCTestCase {
         for k in ["route_pps", "established_pps", "new_pps"] { XCTAssertGreaterThan(obj[k] as? Double ?? 0, 100_000, "\(k): \(j.out)") }
         XCTAssertGreaterThan(obj["established_to_route"] as? Double ?? 0, 0)
         XCTAssertEqual(obj["established_to_route_best"] as? Double, obj["established_to_route"] as? Double, j.out)
+        // One round: the paired ratio is that round's ratio; a window is never slower than the run as a whole.
+        XCTAssertEqual(obj["established_to_route_paired"] as? Double ?? 0, obj["established_to_route"] as? Double ?? -1, accuracy: 1e-9, j.out)
+        for s in ["route", "established", "new"] {
+            XCTAssertGreaterThanOrEqual(obj["\(s)_peak_pps"] as? Double ?? 0, 0.99 * (obj["\(s)_pps"] as? Double ?? .infinity), "\(s): \(j.out)")
+        }
+        XCTAssertGreaterThan(obj["established_to_route_peak"] as? Double ?? 0, 0, j.out)
         XCTAssertEqual(obj["bytes_per_flow"] as? Int, 16)
         XCTAssertEqual((obj["drops"] as? [Any])?.count, 0, "dropped packets: \(j.out)")
         let hits = (obj["established_conn_hits"] as? [Int])?.first ?? 0, misses = (obj["established_conn_misses"] as? [Int])?.first ?? 0
