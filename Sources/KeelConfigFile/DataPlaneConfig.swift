@@ -217,7 +217,7 @@ extension Reader {
         }
         if let n = m["conntrack"] {
             let q = try mapping(n, "conntrack", allowed: ["flows", "tcp_timeout", "tcp_closing_timeout", "udp_timeout"])
-            if let v = q["flows"] { c.conntrack.flows = try int(v, "conntrack.flows", 4...1 << 28) }
+            if let v = q["flows"] { c.conntrack.flows = try int(v, "conntrack.flows", 4...1 << 26) }
             if let v = q["tcp_timeout"] { c.conntrack.tcpTimeout = try int(v, "conntrack.tcp_timeout", 1...86400) }
             if let v = q["tcp_closing_timeout"] { c.conntrack.tcpClosingTimeout = try int(v, "conntrack.tcp_closing_timeout", 1...86400) }
             if let v = q["udp_timeout"] { c.conntrack.udpTimeout = try int(v, "conntrack.udp_timeout", 1...86400) }

@@ -3,8 +3,8 @@ import Glibc
 
 /// A worker's connection table: which backend each load-balanced flow uses.
 ///
-/// Fixed size, set at start (`conntrack.flows`), never grows: a SYN flood can
-/// fill it but not exhaust memory. Buckets are one cache line of four 16-byte
+/// Fixed size, set at start (`conntrack.flows`, four entries per flow:
+/// `entriesPerFlow`), never grows: a SYN flood can fill it but not exhaust memory. Buckets are one cache line of four 16-byte
 /// entries; a flow lives in the bucket its flow hash's low bits pick and is
 /// recognised by a 48-bit fingerprint, the hash's upper 48 bits (with the
 /// bucket index: all 64 bits of the hash from 2^16 buckets, 256K flows, up;
@@ -30,10 +30,24 @@ public struct ConnTable {
     /// Timeouts in ticks.
     public let tcpTicks: UInt32, closingTicks: UInt32, udpTicks: UInt32
 
-    /// `flows` is rounded up to a power of two buckets of four.
+    /// Entries per flow the table is sized to hold (`conntrack.flows`). Flows
+    /// fill four-entry buckets at random: with one entry per flow, a fifth of
+    /// the flows would find their bucket full while the table is only 80%
+    /// used (and over half would share a bucket with four others, evicting
+    /// each other in turn). At a quarter load 0.4% of the flows do not fit
+    /// (Poisson, mean 1 per bucket), and an evicted flow is sent to the same
+    /// backend again by Maglev while the VIP's backends do not change.
+    public static let entriesPerFlow = 4
+
+    /// A table sized to hold `flows` flows: `flows * entriesPerFlow` entries.
     public init(flows: Int, tcpTimeout: Double = 300, closingTimeout: Double = 10, udpTimeout: Double = 30) {
+        self.init(entries: flows &* ConnTable.entriesPerFlow, tcpTimeout: tcpTimeout, closingTimeout: closingTimeout, udpTimeout: udpTimeout)
+    }
+
+    /// A table of `entries` entries, rounded up to a power of two buckets of four.
+    public init(entries: Int, tcpTimeout: Double = 300, closingTimeout: Double = 10, udpTimeout: Double = 30) {
         var n = 1
-        while n * ConnTable.entriesPerBucket < max(flows, 4) { n <<= 1 }
+        while n * ConnTable.entriesPerBucket < max(entries, 4) { n <<= 1 }
         bucketMask = n - 1
         // Anonymous memory with transparent huge pages where the kernel allows
         // it (fewer TLB misses on a table far larger than the caches); zeroed
@@ -59,10 +73,13 @@ public struct ConnTable {
         if mapped { munmap(buckets, (bucketMask + 1) * 64) } else { buckets.deallocate() }
     }
 
+    /// Entries (four per flow it is sized for).
     public var capacity: Int { (bucketMask + 1) * ConnTable.entriesPerBucket }
-    public static func bytes(flows: Int) -> Int {
+    /// The memory of a table sized to hold `flows` flows.
+    public static func bytes(flows: Int) -> Int { bytes(entries: flows &* entriesPerFlow) }
+    public static func bytes(entries: Int) -> Int {
         var n = 1
-        while n * entriesPerBucket < max(flows, 4) { n <<= 1 }
+        while n * entriesPerBucket < max(entries, 4) { n <<= 1 }
         return n * 64
     }
 

@@ -142,7 +142,7 @@ func driveDataPlane(established: Bool) throws {
     dp.lcores = .init(main: 0, io: [1], workers: [])
     // One bucket of four: the burst's five VIP flows keep evicting each other, so the
     // insert and eviction paths run in every burst, not only the hits.
-    dp.conntrack.flows = established ? 4096 : 4
+    dp.conntrack.flows = established ? 4096 : 1
     let plane = try DataPlane(config: dp, eal: ["--no-pci", "--no-huge", "-m", "256", "--no-shconf", "--lcores", "0@0,1@0",
                                                  "--log-level", "lib.eal:error", "--no-telemetry", "--file-prefix", "kac\(getpid())"],
                               log: { _ in })

@@ -20,7 +20,7 @@ import KeelTestData
 /// - established: TCP frames of `--flows` distinct flows to one VIP (16
 ///   backends, IPIP); after the warm-up every flow is in the connection
 ///   table (sized `--conntrack` flows), so each packet is a table hit;
-/// - new: the same frames with a connection table of one bucket (4 flows),
+/// - new: the same frames with a connection table of one bucket (4 entries),
 ///   so every packet misses: Maglev lookup, insert, eviction — a SYN flood.
 struct LBBench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -30,7 +30,7 @@ struct LBBench: ParsableCommand {
 
     @OptionGroup var o: PacketBenchOptions
     @Option(help: "Distinct flows (frames) in the replayed capture.") var flows = 65536
-    @Option(help: "Connection table size in flows (established side).") var conntrack = 1 << 20
+    @Option(help: "Flows the connection table is sized to hold (established side; 4 entries of 16 bytes each).") var conntrack = 1 << 20
     @Option(help: .hidden) var side: String?
 
     static let sides = ["route", "established", "new"]
@@ -71,7 +71,7 @@ struct LBBench: ParsableCommand {
         let newPaired = median(zip(rates("new"), rates("route")).map { $0 / $1 })
         let drops = LBBench.sides.flatMap { s in results[s]!.compactMap { $0["drops"] as? [String: Any] }.filter { !$0.isEmpty }.map { "\(s): \($0)" } }
         let hits = results["established"]!.map { ($0["conn_hits"] as? Int) ?? 0 }, misses = results["established"]!.map { ($0["conn_misses"] as? Int) ?? 0 }
-        let perFlow = ConnTable.bytes(flows: conntrack) / (ConnTable.bytes(flows: conntrack) / 64 * ConnTable.entriesPerBucket)
+        let perFlow = ConnTable.bytes(flows: conntrack) / max(conntrack, 1) // per flow the table is sized for (4 entries each)
         let routesUsed = (results["route"]?.first?["routes"] as? Int) ?? 0
         if o.json {
             print(jsonString(["command": "lb", "huge_pages": o.hugePages, "routes": routesUsed, "flows": flows, "conntrack_flows": conntrack, "seconds": o.seconds, "runs": o.runs,
@@ -87,7 +87,7 @@ struct LBBench: ParsableCommand {
                               "conntrack_bytes": ConnTable.bytes(flows: conntrack), "bytes_per_flow": perFlow,
                               "established_conn_hits": hits, "established_conn_misses": misses, "drops": drops]))
         } else {
-            print("lb: \(routesUsed) IPv4 routes, one VIP with 16 backends (IPIP), \(flows) flows of 60-byte TCP frames, connection table of \(conntrack) flows (\(ConnTable.bytes(flows: conntrack) >> 20) MiB, \(perFlow) bytes per flow), one lcore, \(o.hugePages ? "huge pages" : "4 KiB pages"), median of \(o.runs) runs each")
+            print("lb: \(routesUsed) IPv4 routes, one VIP with 16 backends (IPIP), \(flows) flows of 60-byte TCP frames, connection table sized for \(conntrack) flows (\(ConnTable.bytes(flows: conntrack) >> 20) MiB, \(perFlow) bytes per flow), one lcore, \(o.hugePages ? "huge pages" : "4 KiB pages"), median of \(o.runs) runs each")
             var t = TextTable(header: ["traffic", "Mpps", "cycles/packet", "vs routing", "vs routing, paired", "best Mpps", "best vs routing", "runs (Mpps)"])
             t.add(["routing only (random destinations)", fmt(route / 1e6, 3), fmt(tsc / route, 1), "1.000", "1.000", fmt(routeBest / 1e6, 3), "1.000",
                    rates("route").map { fmt($0 / 1e6, 2) }.joined(separator: " ")])
@@ -148,7 +148,7 @@ struct LBBench: ParsableCommand {
                                     neighbors: 256, vips: 4, backendsPerVIP: 16, maglevMaxSize: 65537)
         let r = try BenchDataPlane.measure(config, limits: limits, capture: capture, dir: dir, name: "lb", hugePages: o.hugePages,
                                            lcore: o.lcore, eal: eal, seconds: o.seconds, mbufs: max(32767, 2 * flows + 8191),
-                                           conntrack: side == "new" ? 4 : conntrack)
+                                           conntrack: side == "new" ? 1 : conntrack) // new: one bucket of 4 entries
         let stats = r.stats
         print(jsonString(["pps": r.pps, "peak_pps": r.peakPps, "tsc_hz": Double(EAL.tscHz), "routes": data.v4.count, "drops": r.drops,
                           "conn_hits": Int(stats.lbTotal(stats.vipCounter(0, LBCounter.connHits))),

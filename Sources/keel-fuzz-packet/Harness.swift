@@ -41,7 +41,7 @@ final class PacketHarness {
                                                          .init(name: "p1", device: "net_null1,no-rx=1")])
         dp.stats = "\(dir)/stats"
         dp.lcores = .init(main: 0, io: [1], workers: [])
-        dp.conntrack.flows = 16 // small: inputs evict each other
+        dp.conntrack.flows = 4 // 16 entries, small: inputs evict each other
         dp.icmp.rate = 100_000_000 // the rate limit would hide ICMP generation from the fuzzer
         dp.icmp.burst = 100_000
         dp.mempool.mbufs = 2047

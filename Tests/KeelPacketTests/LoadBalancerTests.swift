@@ -138,9 +138,12 @@ final class LoadBalancerTests: XCTestCase {
 
     func testAFullTableEvictsTheOldestAndNeverGrows() throws {
         let s = try Compiled(Self.config(Self.abc))
-        let conn = ConnTable(flows: 64) // 16 buckets of 4
+        let conn = ConnTable(entries: 64) // 16 buckets of 4
         defer { conn.deallocate() }
         XCTAssertEqual(conn.capacity, 64)
+        let sized = ConnTable(flows: 16)
+        defer { sized.deallocate() }
+        XCTAssertEqual(sized.capacity, 64, "sized at four entries per flow")
         var evicted = 0
         for i in 0..<10_000 { if choose(s.snapshot, conn, i, now: 100 + UInt32(i / 100)).c.evicted { evicted += 1 } }
         XCTAssertEqual(conn.count(now: 200), 64, "full, not more")
