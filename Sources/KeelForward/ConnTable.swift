@@ -3,11 +3,11 @@ import Glibc
 
 /// A worker's connection table: which backend each load-balanced flow uses.
 ///
-/// Fixed size, set at start (`conntrack.flows`, four entries per flow:
-/// `entriesPerFlow`), never grows: a SYN flood can fill it but not exhaust memory. Buckets are one cache line of four 16-byte
-/// entries; a flow lives in the bucket its flow hash's low bits pick and is
-/// recognised by a 48-bit fingerprint, the hash's upper 48 bits (with the
-/// bucket index: all 64 bits of the hash from 2^16 buckets, 256K flows, up;
+/// Fixed size, set at start (`conntrack.flows`, `entriesPerFlow` entries
+/// each), never grows: a SYN flood can fill it but not exhaust memory.
+/// Buckets are one cache line of four 16-byte entries; a flow lives in the
+/// bucket its flow hash's low bits pick and is recognised by a 48-bit
+/// fingerprint, the hash's upper 48 bits (with the bucket index: all 64 bits of the hash from 2^16 buckets, 256K flows, up;
 /// 48 + log2(buckets) below). An entry:
 ///
 ///     word 0: fingerprint (48) | backend position in the VIP's list (16)
@@ -46,8 +46,7 @@ public struct ConnTable {
 
     /// A table of `entries` entries, rounded up to a power of two buckets of four.
     public init(entries: Int, tcpTimeout: Double = 300, closingTimeout: Double = 10, udpTimeout: Double = 30) {
-        var n = 1
-        while n * ConnTable.entriesPerBucket < max(entries, 4) { n <<= 1 }
+        let n = ConnTable.buckets(entries: entries)
         bucketMask = n - 1
         // Anonymous memory with transparent huge pages where the kernel allows
         // it (fewer TLB misses on a table far larger than the caches); zeroed
@@ -77,10 +76,13 @@ public struct ConnTable {
     public var capacity: Int { (bucketMask + 1) * ConnTable.entriesPerBucket }
     /// The memory of a table sized to hold `flows` flows.
     public static func bytes(flows: Int) -> Int { bytes(entries: flows &* entriesPerFlow) }
-    public static func bytes(entries: Int) -> Int {
+    public static func bytes(entries: Int) -> Int { buckets(entries: entries) * 64 }
+
+    /// Buckets for `entries`: a power of two, at least one.
+    static func buckets(entries: Int) -> Int {
         var n = 1
-        while n * entriesPerBucket < max(entries, 4) { n <<= 1 }
-        return n * 64
+        while n * entriesPerBucket < entries { n <<= 1 }
+        return n
     }
 
     @inlinable @inline(__always)
