@@ -299,9 +299,10 @@ struct Work {
     var cache: NeighborCache
     /// Whole rewrites for plain IPv4 packets by (group, member), under `cache.tag`.
     let fastHops: FastHops
-    /// Per burst: 1 where pass 1 found a plain IPv4 packet for the short path,
-    /// 2 for a plain IPv4 packet to a VIP, 0 for the rest.
-    let plain: UnsafeMutablePointer<UInt8>
+    /// Per burst, the lanes (`ShortPath.vipLane`): 1 where pass 1 found a
+    /// plain IPv4 packet for the short path, 2 + v for a plain IPv4 packet to
+    /// VIP v, 0 for the rest.
+    let plain: UnsafeMutablePointer<UInt32>
     /// Each backend's MAC when it is on a link of the appliance, by VIP slot and backend position.
     var backendMACs: NeighborCache
     /// Each backend's tunnel, by VIP slot and backend position (`tunnelSize`
@@ -392,7 +393,7 @@ struct Work {
         tunnels.initializeMemory(as: UInt8.self, repeating: 0, count: tunnelBytes)
         clock = monotonicNs()
         icmpBucket = TokenBucket(rate: f.icmpRate, burst: f.icmpBurst, now: clock)
-        vipScan.initialize(to: ShortPath.VIPScan(filter: UnsafePointer(vipFilter), cache: vipCache, vips: vips, hashes: hashes, conn: conn))
+        vipScan.initialize(to: ShortPath.VIPScan(filter: UnsafePointer(vipFilter), cache: vipCache, hashes: hashes, conn: conn))
     }
 
     /// Frees what init allocated (an lcore's Work lives as long as its loop;
@@ -537,9 +538,11 @@ struct Work {
                 if next > i { i = next; continue }
                 // The loop stopped at once: the full way for this one.
                 fullPath(m, mbufData(m), i, group: s.ipv4.lookup(dst4[i]), snapshot: s, neighbors: neighbors)
-            case 2: // plain VIP traffic: unicast to the in-port's MAC, not ARP/ND, not multicast
+            case 0:
+                process(m, parsed: results[i], info: infos + i, vip: vips[i], hash: hashes[i], group: groups[i], snapshot: s, neighbors: neighbors)
+            default: // plain VIP traffic: unicast to the in-port's MAC, not ARP/ND, not multicast
                 if let conn {
-                    let (next, filled) = ShortPath.tunnel(mb, from: i, n, plain: plain, vips: vips, hashes: hashes, conn: conn, now: now,
+                    let (next, filled) = ShortPath.tunnel(mb, from: i, n, plain: plain, hashes: hashes, conn: conn, now: now,
                                                           tunnels: tunnels, tag: cache.tag, lb: lb, backendCounters: lb + f.vipSlots &* LBCounter.perVIP,
                                                           backendSlots: f.backendSlots,
                                                           stage: stage, staged: staged, burst: f.burst)
@@ -550,9 +553,7 @@ struct Work {
                 let p = mbufData(m)
                 infos[i] = Work.plainInfo(p)
                 let inPort = Int(f.indexOfDPDKPort[Int(mbufPort(m)) & (Fabric.maxDPDKPorts - 1)])
-                balance(m, p, infos + i, vip: Int(vips[i]), quoted: nil, hash: hashes[i], inPort: inPort, snapshot: s, neighbors: neighbors)
-            default:
-                process(m, parsed: results[i], info: infos + i, vip: vips[i], hash: hashes[i], group: groups[i], snapshot: s, neighbors: neighbors)
+                balance(m, p, infos + i, vip: Int(plain[i] &- 2), quoted: nil, hash: hashes[i], inPort: inPort, snapshot: s, neighbors: neighbors)
             }
             i &+= 1
         }

@@ -15,21 +15,26 @@ import KeelTables
 enum ShortPath {
     /// What the scan needs to take VIP traffic: the snapshot's VIP filter
     /// (destinations' last bytes), the VIP cache (`VIPCache`), where to store
-    /// each VIP packet's VIP and flow hash, and the connection table whose
-    /// bucket it starts loading.
+    /// each VIP packet's flow hash, and the connection table whose bucket it
+    /// starts loading.
     struct VIPScan {
         var filter: UnsafePointer<UInt64>
         var cache: VIPCache
-        var vips: UnsafeMutablePointer<Int32>
         var hashes: UnsafeMutablePointer<UInt64>
         var conn: ConnTable?
     }
 
+    /// Lanes (`Work.plain`, by packet): 0 not plain, 1 plain, 2 + v plain VIP
+    /// traffic to VIP v. The VIP in the lane: the tunnel loop's test for "VIP
+    /// traffic to the same VIP" is one compare of one array.
+    @inline(__always)
+    static func vipLane(_ v: Int32) -> UInt32 { 2 &+ UInt32(bitPattern: v) }
+
     /// Pass 1 from packet `start`: while packets are plain IPv4 TCP/UDP
     /// (`Parser.plainIPv4`) and unicast to their in-port's MAC, takes them:
     /// - a destination that passes the VIP filter and whose (destination,
-    ///   protocol, port) the VIP cache knows as a VIP's: VIP traffic (`plain`
-    ///   2, its VIP and 5-tuple flow hash stored, its connection-table bucket
+    ///   protocol, port) the VIP cache knows as a VIP's: VIP traffic (lane
+    ///   `vipLane`, its 5-tuple flow hash stored, its connection-table bucket
     ///   prefetched);
     /// - one the cache does not know yet: plain (1), its destination stored,
     ///   its bit set in the mask returned (for `vipCandidates`, which looks it
@@ -45,7 +50,7 @@ enum ShortPath {
     @inline(never)
     static func scan(_ mb: UnsafeMutablePointer<OpaquePointer>, from start: Int, _ n: Int, fixedMAC: UInt64,
                      portMACs: UnsafePointer<UInt64>?, vip: UnsafePointer<VIPScan>?,
-                     plain: UnsafeMutablePointer<UInt8>, dst4: UnsafeMutablePointer<UInt32>, lpm: IPv4LPMView?) -> (Int, Int, UInt64, Int) {
+                     plain: UnsafeMutablePointer<UInt32>, dst4: UnsafeMutablePointer<UInt32>, lpm: IPv4LPMView?) -> (Int, Int, UInt64, Int) {
         var i = start
         var candidates: UInt64 = 0
         let vipScan = vip?.pointee // read once: the stores below could alias it
@@ -68,9 +73,8 @@ enum ShortPath {
                             ^ e.load(fromByteOffset: 16, as: UInt64.self)
                             ^ FlowHash.mix(UInt64(proto) << 32 | UInt64(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 34, as: UInt16.self))) << 16
                                            | UInt64(dport))
-                        plain[i] = 2
+                        plain[i] = vipLane(vi)
                         dst4[i] = 0
-                        v.vips[i] = vi
                         v.hashes[i] = h
                         v.conn?.prefetch(h)
                         i &+= 1
@@ -95,7 +99,7 @@ enum ShortPath {
         var bytes = 0, taken = 0
         for j in start..<i {
             bytes &+= mbufLength(mb[j])
-            taken &+= Int(plain[j] &>> 1) // 2: VIP traffic, 1: plain
+            taken &+= plain[j] > 1 ? 1 : 0 // VIP traffic
         }
         return (i, bytes, candidates, taken)
     }
@@ -109,7 +113,7 @@ enum ShortPath {
     /// packet it did not take, and the staging slot it filled (-1: none),
     /// which the caller sends before calling it again.
     @inline(never)
-    static func forward(_ mb: UnsafeMutablePointer<OpaquePointer>, from start: Int, _ n: Int, plain: UnsafePointer<UInt8>,
+    static func forward(_ mb: UnsafeMutablePointer<OpaquePointer>, from start: Int, _ n: Int, plain: UnsafePointer<UInt32>,
                         dst4: UnsafePointer<UInt32>, lpm: IPv4LPMView, hops: FastHops, tag: UInt64,
                         stage: UnsafeMutablePointer<OpaquePointer?>, staged: UnsafeMutablePointer<Int>, burst: Int) -> (Int, Int) {
         let limit = UInt32(truncatingIfNeeded: hops.groups)
@@ -163,7 +167,7 @@ enum ShortPath {
     /// entry prefetched when `lpm` is set). Returns how many stayed plain.
     @inline(never)
     static func vipCandidates(_ mb: UnsafeMutablePointer<OpaquePointer>, _ candidates: UInt64, snapshot s: Snapshot, vip v: VIPScan,
-                              plain: UnsafeMutablePointer<UInt8>, dst4: UnsafeMutablePointer<UInt32>, lpm: IPv4LPMView?) -> Int {
+                              plain: UnsafeMutablePointer<UInt32>, dst4: UnsafeMutablePointer<UInt32>, lpm: IPv4LPMView?) -> Int {
         var left = candidates, stayed = 0
         while left != 0 {
             let i = left.trailingZeroBitCount
@@ -182,9 +186,8 @@ enum ShortPath {
             }
             let h = FlowHash.v4(src: UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 26, as: UInt32.self)), dst: d, proto: proto,
                                 srcPort: UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 34, as: UInt16.self)), dstPort: dport)
-            plain[i] = 2
+            plain[i] = vipLane(vi)
             dst4[i] = 0
-            v.vips[i] = vi
             v.hashes[i] = h
             v.conn?.prefetch(h)
         }
@@ -192,8 +195,8 @@ enum ShortPath {
     }
 
     /// Pass 3 for VIP traffic from packet `start` (Work.balance's common case
-    /// in a loop without calls): while packets are plain VIP traffic
-    /// (`plain` 2) to packet `start`'s VIP (the caller calls again at the
+    /// in a loop without calls): while packets are plain VIP traffic to
+    /// packet `start`'s VIP (the same lane; the caller calls again at the
     /// next VIP), of an established flow whose tunnel is cached under `tag`
     /// for the flow's backend (`Work.tunnels`: IPv4 outer header routed by
     /// one next hop; a tunnel is cached only for a backend taking traffic,
@@ -203,23 +206,25 @@ enum ShortPath {
     /// VIP and backend, stages for the out port. `lb`: the VIP counters,
     /// `backendCounters`: the backend counters that follow them. Returns the
     /// first packet it did not take and the staging slot it filled (-1:
-    /// none), as `forward`.
+    /// none), as `forward`. (Split in two loops, one matching the run's
+    /// flows and one rewriting their packets, it ran 6% slower: measured
+    /// 2026-12-04, docs/performance.md.)
     @inline(never)
-    static func tunnel(_ mb: UnsafeMutablePointer<OpaquePointer>, from start: Int, _ n: Int, plain: UnsafePointer<UInt8>,
-                       vips: UnsafePointer<Int32>, hashes: UnsafePointer<UInt64>, conn: ConnTable, now: UInt32,
+    static func tunnel(_ mb: UnsafeMutablePointer<OpaquePointer>, from start: Int, _ n: Int, plain: UnsafePointer<UInt32>,
+                       hashes: UnsafePointer<UInt64>, conn: ConnTable, now: UInt32,
                        tunnels: UnsafeRawPointer, tag: UInt64, lb: UnsafeMutablePointer<UInt64>,
                        backendCounters: UnsafeMutablePointer<UInt64>, backendSlots: Int,
                        stage: UnsafeMutablePointer<OpaquePointer?>, staged: UnsafeMutablePointer<Int>, burst: Int) -> (Int, Int) {
-        var i = start, filled = -1
         // One VIP per call (a burst is mostly one): its tunnels and counters
         // are fixed for the loop, and its packet and byte counts are added
-        // once at the end (every packet here is a connection-table hit). Fewer
-        // values carried from packet to packet: they all stay in registers.
-        let vi = Int(vips[start])
+        // once at the end (every packet here is a connection-table hit).
+        let lane = plain[start]
+        let vi = Int(lane &- 2)
         let vipTunnels = tunnels + vi &* backendSlots &* Work.tunnelSize
         let vipBackends = backendCounters + vi &* backendSlots &* LBCounter.perBackend
+        var i = start, filled = -1
         var bytes: UInt64 = 0
-        while i < n, plain[i] == 2, Int(vips[i]) == vi {
+        while i < n, plain[i] == lane {
             let h = hashes[i]
             guard let hit = conn.find(hash: h, fingerprint: LoadBalancer.fingerprint(h), now: now) else { break }
             let te = vipTunnels + hit.position &* Work.tunnelSize

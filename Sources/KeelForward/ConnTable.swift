@@ -7,14 +7,18 @@ import Glibc
 /// each), never grows: a SYN flood can fill it but not exhaust memory.
 /// Buckets are one cache line of four 16-byte entries; a flow lives in the
 /// bucket its flow hash's low bits pick and is recognised by a 48-bit
-/// fingerprint, the hash's upper 48 bits (with the bucket index: all 64 bits of the hash from 2^16 buckets, 256K flows, up;
-/// 48 + log2(buckets) below). An entry:
+/// fingerprint, the hash's upper 48 bits (with the bucket index: all 64
+/// bits of the hash from 2^16 buckets, 256K flows, up; 48 + log2(buckets)
+/// below). An entry:
 ///
 ///     word 0: fingerprint (48) | backend position in the VIP's list (16)
 ///     word 1: backend id (32) | expiry tick (24) | flags (8)
 ///
 /// Ticks are 2^30 ns (about 1.07 s). An empty entry has word 1 = 0 (backend
-/// ids start at 1). Inserting into a full bucket evicts the entry closest to
+/// ids start at 1). One cache line in front of the buckets holds the
+/// timeouts by flags (`timeout(_:)`): a load from the register that already
+/// holds the bucket base, where three timeouts picked by two branches were
+/// three more values for the short path to keep (on the stack). Inserting into a full bucket evicts the entry closest to
 /// expiry (expired entries first), so the oldest idle flows go first.
 ///
 /// One writer: the worker that owns it (flows are steered to one worker), so
@@ -51,32 +55,42 @@ public struct ConnTable {
         // Anonymous memory with transparent huge pages where the kernel allows
         // it (fewer TLB misses on a table far larger than the caches); zeroed
         // by mmap, and first touched by the lcore that owns it (its NUMA node).
-        let bytes = n * 64
+        let bytes = ConnTable.headerBytes + n * 64
+        let base: UnsafeMutableRawPointer
         let m = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
         if let m, m != MAP_FAILED {
             _ = madvise(m, bytes, 14 /* MADV_HUGEPAGE */)
-            buckets = m
+            base = m
             mapped = true
         } else {
-            buckets = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
-            buckets.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+            base = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+            base.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
             mapped = false
         }
-        for i in stride(from: 0, to: bytes, by: 4096) { buckets.storeBytes(of: 0, toByteOffset: i, as: UInt8.self) }
+        for i in stride(from: 0, to: bytes, by: 4096) { base.storeBytes(of: 0, toByteOffset: i, as: UInt8.self) }
+        buckets = base + ConnTable.headerBytes
         func ticks(_ s: Double) -> UInt32 { UInt32(max(1, min(Double(1 << 23), (s * 1e9 / Double(1 << 30)).rounded(.up)))) }
         tcpTicks = ticks(tcpTimeout); closingTicks = ticks(closingTimeout); udpTicks = ticks(udpTimeout)
+        // By flags & 3: none (TCP), closing, UDP, closing UDP (closing wins).
+        for (k, t) in [tcpTicks, closingTicks, udpTicks, closingTicks].enumerated() {
+            base.storeBytes(of: t, toByteOffset: k * 4, as: UInt32.self)
+        }
     }
+
+    /// The line in front of the buckets: the timeouts by flags.
+    @usableFromInline static let headerBytes = 64
 
     /// A handle, copied freely (it is a pointer): the owner frees it once.
     public func deallocate() {
-        if mapped { munmap(buckets, (bucketMask + 1) * 64) } else { buckets.deallocate() }
+        let base = buckets - ConnTable.headerBytes
+        if mapped { munmap(base, ConnTable.headerBytes + (bucketMask + 1) * 64) } else { base.deallocate() }
     }
 
     /// Entries (four per flow it is sized for).
     public var capacity: Int { (bucketMask + 1) * ConnTable.entriesPerBucket }
     /// The memory of a table sized to hold `flows` flows.
     public static func bytes(flows: Int) -> Int { bytes(entries: flows &* entriesPerFlow) }
-    public static func bytes(entries: Int) -> Int { buckets(entries: entries) * 64 }
+    public static func bytes(entries: Int) -> Int { headerBytes + buckets(entries: entries) * 64 }
 
     /// Buckets for `entries`: a power of two, at least one.
     static func buckets(entries: Int) -> Int {
@@ -131,7 +145,7 @@ public struct ConnTable {
     /// Timeout in ticks for an entry with `flags`.
     @inlinable @inline(__always)
     func timeout(_ flags: UInt64) -> UInt32 {
-        flags & ConnTable.closing != 0 ? closingTicks : flags & ConnTable.udp != 0 ? udpTicks : tcpTicks
+        (buckets - ConnTable.headerBytes).load(fromByteOffset: Int(truncatingIfNeeded: flags & 3) &<< 2, as: UInt32.self)
     }
 
     /// Refreshes a hit: new expiry, flags or'ed in, the backend's position/id (they may move after a change).

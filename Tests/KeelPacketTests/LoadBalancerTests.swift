@@ -118,6 +118,14 @@ final class LoadBalancerTests: XCTestCase {
         _ = choose(s.snapshot, conn, 9, now: 0xFF_FFF0)
         let h = Self.flow(9)
         XCTAssertNotNil(conn.find(hash: h.hash, fingerprint: LoadBalancer.fingerprint(h.hash), now: 0x10))
+        // The timeout by flags (the table's header line): UDP 30 s (28 ticks), closing wins over UDP.
+        for (flags, ticks) in [(ConnTable.udp, conn.udpTicks), (ConnTable.udp | ConnTable.closing, conn.closingTicks), (0, conn.tcpTicks)] {
+            let k = 0x5151_0000_0000_0000 &+ flags << 20
+            _ = conn.insert(hash: k, fingerprint: k, position: 1, backendID: 2, flags: flags, now: 2000)
+            XCTAssertNotNil(conn.find(hash: k, fingerprint: k, now: 2000 + ticks - 1), "flags \(flags): alive a tick before")
+            XCTAssertNil(conn.find(hash: k, fingerprint: k, now: 2000 + ticks), "flags \(flags): expired after \(ticks) ticks")
+        }
+        XCTAssertEqual([conn.tcpTicks, conn.closingTicks, conn.udpTicks], [280, 10, 28])
     }
 
     /// The live-flow gauge a routing lcore keeps (a slice every 64 loop turns):
