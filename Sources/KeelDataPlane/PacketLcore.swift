@@ -553,7 +553,7 @@ struct Work {
                 let p = mbufData(m)
                 infos[i] = Work.plainInfo(p)
                 let inPort = Int(f.indexOfDPDKPort[Int(mbufPort(m)) & (Fabric.maxDPDKPorts - 1)])
-                balance(m, p, infos + i, vip: Int(plain[i] &- 2), quoted: nil, hash: hashes[i], inPort: inPort, snapshot: s, neighbors: neighbors)
+                balance(m, p, infos + i, vip: ShortPath.laneVIP(plain[i]), quoted: nil, hash: hashes[i], inPort: inPort, snapshot: s, neighbors: neighbors)
             }
             i &+= 1
         }

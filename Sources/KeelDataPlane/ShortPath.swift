@@ -29,6 +29,9 @@ enum ShortPath {
     /// traffic to the same VIP" is one compare of one array.
     @inline(__always)
     static func vipLane(_ v: Int32) -> UInt32 { 2 &+ UInt32(bitPattern: v) }
+    /// The VIP of a `vipLane`.
+    @inline(__always)
+    static func laneVIP(_ lane: UInt32) -> Int { Int(lane &- 2) }
 
     /// Pass 1 from packet `start`: while packets are plain IPv4 TCP/UDP
     /// (`Parser.plainIPv4`) and unicast to their in-port's MAC, takes them:
@@ -219,7 +222,7 @@ enum ShortPath {
         // are fixed for the loop, and its packet and byte counts are added
         // once at the end (every packet here is a connection-table hit).
         let lane = plain[start]
-        let vi = Int(lane &- 2)
+        let vi = laneVIP(lane)
         let vipTunnels = tunnels + vi &* backendSlots &* Work.tunnelSize
         let vipBackends = backendCounters + vi &* backendSlots &* LBCounter.perBackend
         var i = start, filled = -1

@@ -18,8 +18,9 @@ import Glibc
 /// ids start at 1). One cache line in front of the buckets holds the
 /// timeouts by flags (`timeout(_:)`): a load from the register that already
 /// holds the bucket base, where three timeouts picked by two branches were
-/// three more values for the short path to keep (on the stack). Inserting into a full bucket evicts the entry closest to
-/// expiry (expired entries first), so the oldest idle flows go first.
+/// three more values for the short path to keep (on the stack). Inserting
+/// into a full bucket evicts the entry closest to expiry (expired entries
+/// first), so the oldest idle flows go first.
 ///
 /// One writer: the worker that owns it (flows are steered to one worker), so
 /// no atomics or locks. Written in-house: it is the fast path.
@@ -71,9 +72,10 @@ public struct ConnTable {
         buckets = base + ConnTable.headerBytes
         func ticks(_ s: Double) -> UInt32 { UInt32(max(1, min(Double(1 << 23), (s * 1e9 / Double(1 << 30)).rounded(.up)))) }
         tcpTicks = ticks(tcpTimeout); closingTicks = ticks(closingTimeout); udpTicks = ticks(udpTimeout)
-        // By flags & 3: none (TCP), closing, UDP, closing UDP (closing wins).
-        for (k, t) in [tcpTicks, closingTicks, udpTicks, closingTicks].enumerated() {
-            base.storeBytes(of: t, toByteOffset: k * 4, as: UInt32.self)
+        // By the flags' two bits: a closing flow's timeout wins over UDP's.
+        for f in 0...(ConnTable.closing | ConnTable.udp) {
+            let t = f & ConnTable.closing != 0 ? closingTicks : f & ConnTable.udp != 0 ? udpTicks : tcpTicks
+            base.storeBytes(of: t, toByteOffset: Int(f) * 4, as: UInt32.self)
         }
     }
 
@@ -145,7 +147,8 @@ public struct ConnTable {
     /// Timeout in ticks for an entry with `flags`.
     @inlinable @inline(__always)
     func timeout(_ flags: UInt64) -> UInt32 {
-        (buckets - ConnTable.headerBytes).load(fromByteOffset: Int(truncatingIfNeeded: flags & 3) &<< 2, as: UInt32.self)
+        (buckets - ConnTable.headerBytes).load(fromByteOffset: Int(truncatingIfNeeded: flags & (ConnTable.closing | ConnTable.udp)) &<< 2,
+                                               as: UInt32.self)
     }
 
     /// Refreshes a hit: new expiry, flags or'ed in, the backend's position/id (they may move after a change).
