@@ -87,6 +87,14 @@ public func mbufReframe(_ m: OpaquePointer, delta: Int, length: Int) -> UnsafeMu
     keel_mbuf_reframe(m, Int32(delta), UInt16(truncatingIfNeeded: length))
 }
 
+/// `mbufReframe` by `delta` > 0 where the new frame of `length` bytes ends
+/// no later than the old data (it holds the old frame's IP packet whole):
+/// only the headroom is checked.
+@inlinable @inline(__always)
+public func mbufPushFront(_ m: OpaquePointer, delta: Int, length: Int) -> UnsafeMutableRawPointer? {
+    keel_mbuf_push_front(m, UInt16(truncatingIfNeeded: delta), UInt16(truncatingIfNeeded: length))
+}
+
 extension EthPort {
     /// The port of a DPDK device by name (a PCI address such as 0000:00:04.0, or a vdev name such as net_af_packet0).
     public static func find(name: String) -> UInt16? {

@@ -302,6 +302,9 @@ struct Work {
     /// Per burst, the lanes (`ShortPath.vipLane`): 1 where pass 1 found a
     /// plain IPv4 packet for the short path, 2 + v for a plain IPv4 packet to
     /// VIP v, 0 for the rest.
+    /// Lane `n` (after the burst's last packet) is 0, so `ShortPath.tunnel`
+    /// stops at the burst's end by its lane test alone. `plain`, `hashes` and
+    /// `refreshWords` share one block (`Lanes`).
     let plain: UnsafeMutablePointer<UInt32>
     /// Each backend's MAC when it is on a link of the appliance, by VIP slot and backend position.
     var backendMACs: NeighborCache
@@ -314,6 +317,15 @@ struct Work {
     /// the backend's id.
     let tunnels: UnsafeMutableRawPointer
     static let tunnelSize = 64
+    /// The per-burst block of `plain` (65 lanes: 64 packets and the 0 after
+    /// the last), `hashes` and `refreshWords`, at fixed offsets: the tunnel
+    /// loop reaches all three from one register. Passed each as a pointer of
+    /// its own, they were part of 16 values live in that loop, which the
+    /// register allocator could only keep by reloading half of them from the
+    /// stack on every packet.
+    enum Lanes {
+        static let hashes = 512, refreshWords = 1024, bytes = 1024 + 64 // refresh words: ConnTable.refreshWordCount
+    }
     let lb: UnsafeMutablePointer<UInt64>
     /// The connection table (routing lcores; nil on I/O lcores).
     let conn: ConnTable?
@@ -324,6 +336,9 @@ struct Work {
     /// Per burst: each packet's VIP (-1: none) and, for VIP traffic, its flow hash.
     let vips: UnsafeMutablePointer<Int32>
     let hashes: UnsafeMutablePointer<UInt64>
+    /// Per burst: a refreshed connection entry's expiry and flags by its
+    /// flags (`ConnTable.refreshWords`), for `ShortPath.tunnel`.
+    let refreshWords: UnsafeMutablePointer<UInt64>
     /// Per burst: each packet's next-hop group (pass 2; meaningful for the
     /// packets routed as IPv4 or IPv6), and the destinations looked up
     /// together: IPv4 (host order) by packet index, IPv6 (16 bytes each) with
@@ -353,6 +368,8 @@ struct Work {
     /// unknown ports), for the snapshot `filterSeen`.
     let portMACs = UnsafeMutablePointer<UInt64>.allocate(capacity: Fabric.maxDPDKPorts)
     var filterSeen: UInt64 = .max
+    /// The tick `refreshWords` were computed for (ticks are 24 bits: .max is none).
+    var refreshTick: UInt32 = .max
     var clock: UInt64
     var icmpBucket: TokenBucket
     var slowStage: Int { 2 * f.portCount }
@@ -369,8 +386,11 @@ struct Work {
         results = .allocate(capacity: f.burst)
         vips = .allocate(capacity: f.burst)
         vips.initialize(repeating: -1, count: f.burst)
-        hashes = .allocate(capacity: f.burst)
-        hashes.initialize(repeating: 0, count: f.burst)
+        let lanes = UnsafeMutableRawPointer.allocate(byteCount: Lanes.bytes, alignment: 64)
+        lanes.initializeMemory(as: UInt8.self, repeating: 0, count: Lanes.bytes)
+        plain = lanes.assumingMemoryBound(to: UInt32.self)
+        hashes = (lanes + Lanes.hashes).assumingMemoryBound(to: UInt64.self)
+        refreshWords = (lanes + Lanes.refreshWords).assumingMemoryBound(to: UInt64.self)
         groups = .allocate(capacity: f.burst)
         groups.initialize(repeating: LPMEntry.noRoute, count: f.burst)
         dst4 = .allocate(capacity: f.burst)
@@ -385,8 +405,6 @@ struct Work {
         found.initialize(repeating: 0, count: f.burst)
         cache = NeighborCache(groups: f.nextHopGroups, ways: f.ecmpWays)
         fastHops = FastHops(groups: f.nextHopGroups, ways: f.ecmpWays)
-        plain = .allocate(capacity: f.burst)
-        plain.initialize(repeating: 0, count: f.burst)
         backendMACs = NeighborCache(groups: max(f.vipSlots * f.backendSlots, 1), ways: 1)
         let tunnelBytes = max(f.vipSlots * f.backendSlots, 1) * Work.tunnelSize
         tunnels = .allocate(byteCount: tunnelBytes, alignment: 64)
@@ -402,11 +420,11 @@ struct Work {
         conn?.deallocate()
         cache.deallocate()
         fastHops.deallocate()
-        plain.deallocate()
+        UnsafeMutableRawPointer(plain).deallocate() // the `Lanes` block
         backendMACs.deallocate()
         for p in [nextHop, scratch, learned, lbScratch, dst6, tunnels] { p.deallocate() }
         vipCache.deallocate(); vipScan.deallocate()
-        vipFilter.deallocate(); portMACs.deallocate(); infos.deallocate(); results.deallocate(); vips.deallocate(); hashes.deallocate()
+        vipFilter.deallocate(); portMACs.deallocate(); infos.deallocate(); results.deallocate(); vips.deallocate()
         groups.deallocate(); dst4.deallocate(); at6.deallocate(); atV.deallocate(); found.deallocate()
     }
 
@@ -526,7 +544,10 @@ struct Work {
                                neighbors: borrowing NeighborTable) -> Int {
         var fast = 0
         var i = 0
-        let now = ConnTable.tick(clock)
+        if let conn, case let now = ConnTable.tick(clock), now != refreshTick {
+            conn.refreshWords(now: now, into: refreshWords)
+            refreshTick = now
+        }
         while i < n {
             let m = mb[i]
             switch plain[i] {
@@ -542,7 +563,7 @@ struct Work {
                 process(m, parsed: results[i], info: infos + i, vip: vips[i], hash: hashes[i], group: groups[i], snapshot: s, neighbors: neighbors)
             default: // plain VIP traffic: unicast to the in-port's MAC, not ARP/ND, not multicast
                 if let conn {
-                    let (next, filled) = ShortPath.tunnel(mb, from: i, n, plain: plain, hashes: hashes, conn: conn, now: now,
+                    let (next, filled) = ShortPath.tunnel(mb, from: i, lanes: plain, conn: conn,
                                                           tunnels: tunnels, tag: cache.tag, lb: lb, backendCounters: lb + f.vipSlots &* LBCounter.perVIP,
                                                           backendSlots: f.backendSlots,
                                                           stage: stage, staged: staged, burst: f.burst)
@@ -612,6 +633,7 @@ struct Work {
             plainCount &+= ShortPath.vipCandidates(mb, candidates, snapshot: s, vip: vipScan.pointee, plain: plain, dst4: dst4,
                                                    lpm: prefetchInScan ? s.ipv4 : nil)
         }
+        plain[n] = 0 // where the tunnel loop stops
         return (plainCount, counts.n4, counts.n6, counts.nV, bytes)
     }
 

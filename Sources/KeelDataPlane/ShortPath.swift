@@ -200,21 +200,22 @@ enum ShortPath {
     /// Pass 3 for VIP traffic from packet `start` (Work.balance's common case
     /// in a loop without calls): while packets are plain VIP traffic to
     /// packet `start`'s VIP (the same lane; the caller calls again at the
-    /// next VIP), of an established flow whose tunnel is cached under `tag`
-    /// for the flow's backend (`Work.tunnels`: IPv4 outer header routed by
-    /// one next hop; a tunnel is cached only for a backend taking traffic,
-    /// and the tag changes with the snapshot) and which fit the out port's
-    /// MTU: refreshes the connection entry, encapsulates (IPIP or GUE) from
-    /// the tunnel's template, writes the outer Ethernet header, counts the
-    /// VIP and backend, stages for the out port. `lb`: the VIP counters,
-    /// `backendCounters`: the backend counters that follow them. Returns the
-    /// first packet it did not take and the staging slot it filled (-1:
-    /// none), as `forward`. (Split in two loops, one matching the run's
-    /// flows and one rewriting their packets, it ran 6% slower: measured
-    /// 2026-12-04, docs/performance.md.)
+    /// next VIP; the lane after the burst is 0), of an established flow
+    /// whose tunnel is cached under `tag` for the flow's backend
+    /// (`Work.tunnels`: IPv4 outer header routed by one next hop; a tunnel
+    /// is cached only for a backend taking traffic, and the tag changes with
+    /// the snapshot) and which fit the out port's MTU: refreshes the
+    /// connection entry, encapsulates (IPIP or GUE) from the tunnel's
+    /// template, writes the outer Ethernet header, counts the VIP and
+    /// backend, stages for the out port. `lanes`: `Work.plain`, with the
+    /// flow hashes and the refresh words at their `Work.Lanes` offsets. `lb`:
+    /// the VIP counters, `backendCounters`: the backend counters that follow
+    /// them. Returns the first packet it did not take and the staging slot it
+    /// filled (-1: none), as `forward`. (Split in two loops, one matching the
+    /// run's flows and one rewriting their packets, it ran 6% slower:
+    /// measured 2026-12-04, docs/performance.md.)
     @inline(never)
-    static func tunnel(_ mb: UnsafeMutablePointer<OpaquePointer>, from start: Int, _ n: Int, plain: UnsafePointer<UInt32>,
-                       hashes: UnsafePointer<UInt64>, conn: ConnTable, now: UInt32,
+    static func tunnel(_ mb: UnsafeMutablePointer<OpaquePointer>, from start: Int, lanes plain: UnsafePointer<UInt32>, conn: ConnTable,
                        tunnels: UnsafeRawPointer, tag: UInt64, lb: UnsafeMutablePointer<UInt64>,
                        backendCounters: UnsafeMutablePointer<UInt64>, backendSlots: Int,
                        stage: UnsafeMutablePointer<OpaquePointer?>, staged: UnsafeMutablePointer<Int>, burst: Int) -> (Int, Int) {
@@ -225,10 +226,13 @@ enum ShortPath {
         let vi = laneVIP(lane)
         let vipTunnels = tunnels + vi &* backendSlots &* Work.tunnelSize
         let vipBackends = backendCounters + vi &* backendSlots &* LBCounter.perBackend
+        let block = UnsafeRawPointer(plain)
+        let words = (block + Work.Lanes.refreshWords).assumingMemoryBound(to: UInt64.self)
+        let now = UInt32(truncatingIfNeeded: words[4])
         var i = start, filled = -1
         var bytes: UInt64 = 0
-        while i < n, plain[i] == lane {
-            let h = hashes[i]
+        while plain[i] == lane {
+            let h = block.load(fromByteOffset: Work.Lanes.hashes &+ i &* 8, as: UInt64.self)
             guard let hit = conn.find(hash: h, fingerprint: LoadBalancer.fingerprint(h), now: now) else { break }
             let te = vipTunnels + hit.position &* Work.tunnelSize
             // The flow's backend where it was when the tunnel was cached in this snapshot (else the full path decides).
@@ -238,12 +242,16 @@ enum ShortPath {
             let guePort = te.load(fromByteOffset: 28, as: UInt16.self) // 0: IPIP
             let overhead = guePort != 0 ? 32 : 20
             let innerLength = Int(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 16, as: UInt16.self)))
+            // The frame holds the inner packet whole (Parser.plainIPv4), so only the headroom can be short.
             guard innerLength &+ overhead <= Int(te.load(fromByteOffset: 22, as: UInt16.self)),
-                  let np = mbufReframe(m, delta: overhead, length: 14 &+ overhead &+ innerLength) else { break }
+                  let np = mbufPushFront(m, delta: overhead, length: 14 &+ overhead &+ innerLength) else { break }
             // The entry has the UDP flag from its insertion (the hash covers the
-            // protocol); only a TCP FIN or RST adds one.
-            let closing = p.load(fromByteOffset: 23, as: UInt8.self) == 6 && p.load(fromByteOffset: 47, as: UInt8.self) & 0x05 != 0
-            conn.refresh(hit, flags: closing ? ConnTable.closing : 0, now: now)
+            // protocol); only a TCP FIN or RST adds one. Without branches: for
+            // UDP the byte read as TCP flags does not count (it is inside the
+            // mbuf's buffer, whatever the frame's length).
+            let tcp: UInt64 = p.load(fromByteOffset: 23, as: UInt8.self) == 6 ? 1 : 0
+            let finOrRST: UInt64 = p.load(fromByteOffset: 47, as: UInt8.self) & 0x05 != 0 ? 1 : 0
+            ConnTable.refresh(hit, words: words, flags: (tcp & finOrRST) * ConnTable.closing)
             writeOuterIPv4(np + 14, tunnel: te, tos: p.load(fromByteOffset: 15, as: UInt8.self), length: overhead &+ innerLength)
             if guePort != 0 {
                 LoadBalancer.writeGUE(np + 34, length: 12 &+ innerLength, sourcePort: LoadBalancer.gueSourcePort(h), port: guePort, innerProto: 4)

@@ -128,6 +128,36 @@ final class LoadBalancerTests: XCTestCase {
         XCTAssertEqual([conn.tcpTicks, conn.closingTicks, conn.udpTicks], [280, 10, 28])
     }
 
+    /// The short path's refresh (`refreshWords` once a tick, then a load per
+    /// packet) stores what `touch` stores, for every flag combination and
+    /// across the 24-bit tick's wrap-around; a FIN or RST (closing) is kept.
+    func testRefreshByWordsMatchesTouch() throws {
+        let words = UnsafeMutablePointer<UInt64>.allocate(capacity: ConnTable.refreshWordCount)
+        defer { words.deallocate() }
+        for now: UInt32 in [5000, 0xFF_FFF0] {
+            let conn = ConnTable(flows: 1024, tcpTimeout: 300, closingTimeout: 10, udpTimeout: 30)
+            defer { conn.deallocate() }
+            conn.refreshWords(now: now, into: words)
+            XCTAssertEqual(words[4], UInt64(now))
+            for (n, (have, add)) in [(0, 0), (0, ConnTable.closing), (ConnTable.udp, 0), (ConnTable.udp, ConnTable.closing),
+                                     (ConnTable.closing, 0)].enumerated() {
+                let a = 0x7000_0000_0000_0000 | UInt64(n), b = 0x6000_0000_0000_0000 | UInt64(n &+ 8) // buckets n and n + 8
+                _ = conn.insert(hash: a, fingerprint: a, position: 3, backendID: 9, flags: have, now: now &- 5)
+                _ = conn.insert(hash: b, fingerprint: b, position: 3, backendID: 9, flags: have, now: now &- 5)
+                let ha = try XCTUnwrap(conn.find(hash: a, fingerprint: a, now: now))
+                let hb = try XCTUnwrap(conn.find(hash: b, fingerprint: b, now: now))
+                conn.touch(ha, position: 3, backendID: 9, flags: add, now: now)
+                ConnTable.refresh(hb, words: words, flags: add)
+                XCTAssertEqual(hb.entry.load(fromByteOffset: 8, as: UInt64.self), ha.entry.load(fromByteOffset: 8, as: UInt64.self),
+                               "flags \(have) + \(add) at \(now)")
+                XCTAssertEqual(hb.entry.load(fromByteOffset: 8, as: UInt64.self) & 0xFF, have | add)
+                let ticks = (have | add) & ConnTable.closing != 0 ? conn.closingTicks : have & ConnTable.udp != 0 ? conn.udpTicks : conn.tcpTicks
+                XCTAssertNotNil(conn.find(hash: b, fingerprint: b, now: now &+ ticks &- 1))
+                XCTAssertNil(conn.find(hash: b, fingerprint: b, now: (now &+ ticks) & 0xFF_FFFF), "expires \(ticks) ticks after the refresh")
+            }
+        }
+    }
+
     /// The live-flow gauge a routing lcore keeps (a slice every 64 loop turns):
     /// slices add up to the whole count, and expired flows are not counted.
     func testLiveFlowsCountedBySlices() throws {
