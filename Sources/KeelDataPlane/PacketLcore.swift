@@ -324,7 +324,7 @@ struct Work {
     /// register allocator could only keep by reloading half of them from the
     /// stack on every packet.
     enum Lanes {
-        static let hashes = 512, refreshWords = 1024, bytes = 1024 + 64 // refresh words: ConnTable.refreshWordCount
+        static let hashes = 512, refreshWords = 1024, bytes = refreshWords + ConnTable.refreshWordCount * 8
     }
     let lb: UnsafeMutablePointer<UInt64>
     /// The connection table (routing lcores; nil on I/O lcores).
@@ -336,8 +336,8 @@ struct Work {
     /// Per burst: each packet's VIP (-1: none) and, for VIP traffic, its flow hash.
     let vips: UnsafeMutablePointer<Int32>
     let hashes: UnsafeMutablePointer<UInt64>
-    /// Per burst: a refreshed connection entry's expiry and flags by its
-    /// flags (`ConnTable.refreshWords`), for `ShortPath.tunnel`.
+    /// Once a tick: a refreshed connection entry's expiry by its flags, and
+    /// the tick (`ConnTable.refreshWords`), for `ShortPath.tunnel`.
     let refreshWords: UnsafeMutablePointer<UInt64>
     /// Per burst: each packet's next-hop group (pass 2; meaningful for the
     /// packets routed as IPv4 or IPv6), and the destinations looked up

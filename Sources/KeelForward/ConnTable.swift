@@ -161,11 +161,13 @@ public struct ConnTable {
         if h.entry.load(fromByteOffset: 8, as: UInt64.self) != w1 { h.entry.storeBytes(of: w1, toByteOffset: 8, as: UInt64.self) }
     }
 
+    /// The words `refreshWords` writes.
+    public static let refreshWordCount = 5
+
     /// What `refresh(_:words:flags:)` stores at `now`: words 0-3, by an
     /// entry's flags (closing, UDP), the low 32 bits of its word 1 without
     /// the flags (the expiry tick << 8); word 4, `now` itself. Computed once
     /// a tick, so a hit's refresh is a load, not a timeout lookup and an addition.
-    public static let refreshWordCount = 5
     public func refreshWords(now: UInt32, into w: UnsafeMutablePointer<UInt64>) {
         for f in 0...(ConnTable.closing | ConnTable.udp) { w[Int(f)] = UInt64((now &+ timeout(f)) & 0xFF_FFFF) << 8 }
         w[4] = UInt64(now)
