@@ -197,7 +197,8 @@ let package = Package(
         ),
         .testTarget(
             name: "KeelBenchTests",
-            dependencies: ["keel-bench"]
+            dependencies: ["keel-bench"],
+            swiftSettings: [.unsafeFlags(dpdkSwiftFlags)] // InterleavedTests imports keel-bench, which imports CDPDK
         ),
         .testTarget(
             name: "KeelDPDKTests",

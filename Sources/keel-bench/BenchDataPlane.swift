@@ -18,12 +18,14 @@ enum BenchDataPlane {
         var peakPps: Double
         var stats: StatsFile
         var drops: [String: UInt64]
+        /// With `mark`: the fine samples (`sampleFine`), for `Interleaved.blocks`.
+        var samples: [Interleaved.Sample] = []
     }
 
     /// Packets per second sent on p1 over `seconds`, after half a second of warm-up.
     static func measure(_ config: Configuration, limits: SnapshotLimits, capture: String, dir: String, name: String,
                         hugePages: Bool, lcore: Int, eal: [String], seconds: Double, mbufs: Int,
-                        conntrack: Int? = nil) throws -> Result {
+                        conntrack: Int? = nil, mark: (@Sendable (StatsFile) -> UInt64)? = nil) throws -> Result {
         let tables = hugePages ? "\(TablesFile.defaultDirectory())/keel-bench-\(name)-\(getpid()).tables" : "\(dir)/tables"
         defer { unlink(tables) }
         let file = try TablesFile.create(path: tables, limits: limits, readers: 4)
@@ -37,11 +39,17 @@ enum BenchDataPlane {
         dp.mempool.mbufs = mbufs
         if let conntrack { dp.conntrack.flows = conntrack }
         let plane = try DataPlane(config: dp, eal: eal, log: { _ in })
-        final class Box: @unchecked Sendable { var rate = 0.0, peak = 0.0; var done = false }
+        final class Box: @unchecked Sendable { var rate = 0.0, peak = 0.0; var samples: [Interleaved.Sample] = []; var done = false }
         let box = Box()
         let stats = plane.stats
         let sampler = Thread {
-            (box.rate, box.peak) = ForwardBench.sampleWindows(seconds) { stats.total(Counter.txPackets(1)) }
+            if let mark {
+                box.samples = Interleaved.sample(seconds, tx: { stats.total(Counter.txPackets(1)) }, mark: { mark(stats) })
+                let (first, last) = (box.samples.first!, box.samples.last!)
+                box.rate = Double(last.tx &- first.tx) / (Double(last.t &- first.t) / 1e9)
+            } else {
+                (box.rate, box.peak) = ForwardBench.sampleWindows(seconds) { stats.total(Counter.txPackets(1)) }
+            }
             box.done = true
         }
         sampler.start()
@@ -51,6 +59,6 @@ enum BenchDataPlane {
         for r in DropReason.allCases where r != .none && stats.total(Counter.drop(Int(r.rawValue))) > 0 {
             drops["\(r)"] = stats.total(Counter.drop(Int(r.rawValue)))
         }
-        return Result(pps: box.rate, peakPps: box.peak, stats: stats, drops: drops)
+        return Result(pps: box.rate, peakPps: box.peak, stats: stats, drops: drops, samples: box.samples)
     }
 }

@@ -21,7 +21,10 @@ import KeelTestData
 ///   backends, IPIP); after the warm-up every flow is in the connection
 ///   table (sized `--conntrack` flows), so each packet is a table hit;
 /// - new: the same frames with a connection table of one bucket (4 entries),
-///   so every packet misses: Maglev lookup, insert, eviction — a SYN flood.
+///   so every packet misses: Maglev lookup, insert, eviction — a SYN flood;
+/// - interleaved: route's frames then established's in one capture, so one
+///   data plane alternates between the two every few milliseconds and each
+///   block is compared with the routed blocks next to it (`Interleaved`).
 struct LBBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lb",
@@ -33,15 +36,15 @@ struct LBBench: ParsableCommand {
     @Option(help: "Flows the connection table is sized to hold (established side; 4 entries of 16 bytes each).") var conntrack = 1 << 20
     @Option(help: .hidden) var side: String?
 
-    static let sides = ["route", "established", "new"]
+    static let sides = ["route", "established", "new", "interleaved"]
 
     func run() throws {
         if let side { return try child(side) }
         let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         var results: [String: [[String: Any]]] = [:]
         for run in 0..<o.runs {
-            // Each round runs the three sides back to back, in reverse order every
-            // other round (route, established, new; new, established, route): the
+            // Each round runs the sides back to back, in reverse order every
+            // other round (route, established, new, interleaved; then backwards): the
             // load of other tenants drifts, and each round's ratio compares runs
             // next to each other in time.
             for s in run % 2 == 0 ? LBBench.sides : LBBench.sides.reversed() {
@@ -73,6 +76,11 @@ struct LBBench: ParsableCommand {
         let hits = results["established"]!.map { ($0["conn_hits"] as? Int) ?? 0 }, misses = results["established"]!.map { ($0["conn_misses"] as? Int) ?? 0 }
         let perFlow = ConnTable.bytes(flows: conntrack) / max(conntrack, 1) // per flow the table is sized for (4 entries each)
         let routesUsed = (results["route"]?.first?["routes"] as? Int) ?? 0
+        // Interleaved: per run, each kind's rate over its blocks and the median block ratio; medians over the runs.
+        func inter(_ k: String) -> [Double] { results["interleaved"]!.map { ($0[k] as? Double) ?? 0 } }
+        let iRoute = median(inter("route_pps")), iEst = median(inter("established_pps")), iPaired = median(inter("paired"))
+        let iPairs = results["interleaved"]!.map { ($0["pairs"] as? Int) ?? 0 }
+        let iBlockMs = median(inter("block_ms"))
         if o.json {
             print(jsonString(["command": "lb", "huge_pages": o.hugePages, "routes": routesUsed, "flows": flows, "conntrack_flows": conntrack, "seconds": o.seconds, "runs": o.runs,
                               "route_pps": route, "established_pps": est, "new_pps": new,
@@ -85,7 +93,11 @@ struct LBBench: ParsableCommand {
                               "route_pps_best": routeBest, "established_pps_best": estBest, "new_pps_best": newBest,
                               "established_to_route_best": estBest / routeBest, "new_to_route_best": newBest / routeBest,
                               "conntrack_bytes": ConnTable.bytes(flows: conntrack), "bytes_per_flow": perFlow,
-                              "established_conn_hits": hits, "established_conn_misses": misses, "drops": drops]))
+                              "established_conn_hits": hits, "established_conn_misses": misses, "drops": drops,
+                              "interleaved_route_pps": iRoute, "interleaved_established_pps": iEst,
+                              "established_to_route_interleaved": iPaired, "established_to_route_interleaved_runs": inter("paired"),
+                              "interleaved_route_pps_runs": inter("route_pps"), "interleaved_established_pps_runs": inter("established_pps"),
+                              "interleaved_pairs": iPairs, "interleaved_block_ms": iBlockMs]))
         } else {
             print("lb: \(routesUsed) IPv4 routes, one VIP with 16 backends (IPIP), \(flows) flows of 60-byte TCP frames, connection table sized for \(conntrack) flows (\(ConnTable.bytes(flows: conntrack) >> 20) MiB, \(perFlow) bytes per flow), one lcore, \(o.hugePages ? "huge pages" : "4 KiB pages"), median of \(o.runs) runs each")
             var t = TextTable(header: ["traffic", "Mpps", "cycles/packet", "vs routing", "vs routing, paired", "best Mpps", "best vs routing", "runs (Mpps)"])
@@ -98,6 +110,9 @@ struct LBBench: ParsableCommand {
             print(t.render())
             print("established / routing: \(fmt(est / route, 3)) (medians), \(fmt(estPaired, 3)) (median of the rounds' ratios), \(fmt(estBest / routeBest, 3)) (best runs), "
                   + "\(fmt(estPeak / routePeak, 3)) (fastest 0.1 s of each run, medians: \(fmt(routePeak / 1e6, 2)) and \(fmt(estPeak / 1e6, 2)) Mpps)")
+            print("interleaved in one data plane (blocks of \(max(flows, 32768 / max(flows, 1) * flows)) frames, \(fmt(iBlockMs, 2)) ms on average): routing \(fmt(iRoute / 1e6, 3)) Mpps, "
+                  + "established \(fmt(iEst / 1e6, 3)) Mpps; established / routing: \(fmt(iPaired, 3)) (median of block ratios, medians over runs: "
+                  + "\(inter("paired").map { fmt($0, 3) }.joined(separator: " ")); block pairs \(iPairs.map(String.init).joined(separator: " ")))")
             if !drops.isEmpty { print("drops: \(drops.joined(separator: "; "))") }
         }
     }
@@ -111,26 +126,34 @@ struct LBBench: ParsableCommand {
         data.v4.removeAll { $0.prefix.address >> 24 == 10 || $0.prefix.address >> 8 == 0xC00002 } // the bench's own 10/8 and VIP
         let gateways = 64
         let fibNH = DPDKFibHolder(data: data, gateways: gateways)
-        var rng = SplitMix64(seed: 42)
         var pcap = PcapCapture()
-        var stream = AddressStream.uniformV4(count: flows * 8, seed: 42).makeIterator()
-        var written = 0
-        while written < flows {
-            let r = rng.next()
-            var f: [UInt8]
-            if side == "route" {
-                guard let a = stream.next() else { break }
-                guard fibNH.routed(a) else { continue }
-                f = PacketBuilder.ipv4(src: "10.1.0.2", dst: "\(a >> 24).\(a >> 16 & 255).\(a >> 8 & 255).\(a & 255)", proto: 6,
-                                       srcPort: UInt16(1024 + written % 60000), payload: [])
-            } else {
-                f = PacketBuilder.ipv4(src: "10.1.\(r >> 8 & 0xFF).\(r & 0xFF)", dst: "192.0.2.10", proto: 6,
-                                       srcPort: UInt16(1024 + (r >> 16) % 60000), dstPort: 80, payload: [])
+        // interleaved: route's frames, then established's (see Interleaved), each
+        // repeated to at least 32,768 frames: a block must last a millisecond or more
+        // to be seen in samples 50-100 µs apart.
+        for routed in side == "interleaved" ? [true, false] : [side == "route"] {
+            var stream = AddressStream.uniformV4(count: flows * 8, seed: 42).makeIterator()
+            var rng = SplitMix64(seed: 42) // the same flows as the established side
+            var written = 0
+            var block: [[UInt8]] = []
+            while written < flows {
+                let r = rng.next()
+                var f: [UInt8]
+                if routed {
+                    guard let a = stream.next() else { break }
+                    guard fibNH.routed(a) else { continue }
+                    f = PacketBuilder.ipv4(src: "10.1.0.2", dst: "\(a >> 24).\(a >> 16 & 255).\(a >> 8 & 255).\(a & 255)", proto: 6,
+                                           srcPort: UInt16(1024 + written % 60000), payload: [])
+                } else {
+                    f = PacketBuilder.ipv4(src: "10.1.\(r >> 8 & 0xFF).\(r & 0xFF)", dst: "192.0.2.10", proto: 6,
+                                           srcPort: UInt16(1024 + (r >> 16) % 60000), dstPort: 80, payload: [])
+                }
+                f += [UInt8](repeating: 0, count: max(0, 60 - f.count))
+                f.replaceSubrange(0..<6, with: [2, 0, 0, 0, 0, 1])
+                pcap.add(f)
+                block.append(f)
+                written += 1
             }
-            f += [UInt8](repeating: 0, count: max(0, 60 - f.count))
-            f.replaceSubrange(0..<6, with: [2, 0, 0, 0, 0, 1])
-            pcap.add(f)
-            written += 1
+            if side == "interleaved" { for _ in 1..<max(1, 32768 / max(block.count, 1)) { for f in block { pcap.add(f) } } }
         }
         let capture = "\(dir)/in.pcap"
         try pcap.write(to: capture)
@@ -146,12 +169,27 @@ struct LBBench: ParsableCommand {
                            backends: (1...16).map { Backend(id: $0, address: "10.2.100.\($0)") })]
         let limits = SnapshotLimits(ipv4Groups: 4096, ipv6Groups: 512, nextHopGroups: 256, ecmpWays: 8, ports: 8,
                                     neighbors: 256, vips: 4, backendsPerVIP: 16, maglevMaxSize: 65537)
+        var mark: (@Sendable (StatsFile) -> UInt64)?
+        if side == "interleaved" { mark = { $0.lbTotal($0.vipCounter(0, LBCounter.packets)) } }
         let r = try BenchDataPlane.measure(config, limits: limits, capture: capture, dir: dir, name: "lb", hugePages: o.hugePages,
-                                           lcore: o.lcore, eal: eal, seconds: o.seconds, mbufs: max(32767, 2 * flows + 8191),
-                                           conntrack: side == "new" ? 1 : conntrack) // new: one bucket of 4 entries
+                                           lcore: o.lcore, eal: eal, seconds: o.seconds, mbufs: max(32767, 2 * pcap.count + 8191),
+                                           conntrack: side == "new" ? 1 : conntrack, // new: one bucket of 4 entries
+                                           mark: mark)
         let stats = r.stats
-        print(jsonString(["pps": r.pps, "peak_pps": r.peakPps, "tsc_hz": Double(EAL.tscHz), "routes": data.v4.count, "drops": r.drops,
-                          "conn_hits": Int(stats.lbTotal(stats.vipCounter(0, LBCounter.connHits))),
-                          "conn_misses": Int(stats.lbTotal(stats.vipCounter(0, LBCounter.connMisses)))]))
+        var out: [String: Any] = ["pps": r.pps, "peak_pps": r.peakPps, "tsc_hz": Double(EAL.tscHz), "routes": data.v4.count, "drops": r.drops,
+                                  "conn_hits": Int(stats.lbTotal(stats.vipCounter(0, LBCounter.connHits))),
+                                  "conn_misses": Int(stats.lbTotal(stats.vipCounter(0, LBCounter.connMisses)))]
+        if side == "interleaved" {
+            let blocks = Interleaved.blocks(r.samples)
+            let sum = Interleaved.summary(blocks)
+            out["route_pps"] = sum.route
+            out["established_pps"] = sum.vip
+            out["paired"] = sum.paired
+            out["pairs"] = sum.pairs
+            out["samples"] = r.samples.count
+            let ns: UInt64 = blocks.reduce(0) { $0 &+ $1.ns }
+            out["block_ms"] = blocks.isEmpty ? 0.0 : Double(ns) / Double(blocks.count) / 1e6
+        }
+        print(jsonString(out))
     }
 }

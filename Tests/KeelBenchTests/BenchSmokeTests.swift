@@ -119,9 +119,17 @@ final class BenchSmokeTests: XCTestCase {
         XCTAssertEqual((obj["drops"] as? [Any])?.count, 0, "dropped packets: \(j.out)")
         let hits = (obj["established_conn_hits"] as? [Int])?.first ?? 0, misses = (obj["established_conn_misses"] as? [Int])?.first ?? 0
         XCTAssertGreaterThan(hits, 50 * misses, "established traffic should hit the table: \(j.out)")
+        // Interleaved: both kinds of blocks seen, every VIP block paired with routed ones, rates in range.
+        XCTAssertGreaterThan(obj["interleaved_route_pps"] as? Double ?? 0, 100_000, j.out)
+        XCTAssertGreaterThan(obj["interleaved_established_pps"] as? Double ?? 0, 100_000, j.out)
+        XCTAssertGreaterThan((obj["interleaved_pairs"] as? [Int])?.first ?? 0, 10, "blocks of 2048 frames over 0.5 s: \(j.out)")
+        let ratio = obj["established_to_route_interleaved"] as? Double ?? 0
+        XCTAssertTrue(ratio > 0.1 && ratio < 10, "established / routing, interleaved: \(j.out)")
+        XCTAssertGreaterThan(obj["interleaved_block_ms"] as? Double ?? 0, 0, j.out)
         let t = try run(["lb", "--routes", "20000", "--seconds", "0.3", "--runs", "1", "--flows", "1024", "--conntrack", "4096"])
         XCTAssertEqual(t.status, 0, t.out)
         XCTAssertTrue(t.out.contains("established / routing:") && t.out.contains("(best runs)"), t.out)
+        XCTAssertTrue(t.out.contains("interleaved in one data plane"), t.out)
     }
 
     func testControlJSONAndTable() throws {
