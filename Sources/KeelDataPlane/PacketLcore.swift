@@ -411,7 +411,8 @@ struct Work {
         tunnels.initializeMemory(as: UInt8.self, repeating: 0, count: tunnelBytes)
         clock = monotonicNs()
         icmpBucket = TokenBucket(rate: f.icmpRate, burst: f.icmpBurst, now: clock)
-        vipScan.initialize(to: ShortPath.VIPScan(filter: UnsafePointer(vipFilter), cache: vipCache, hashes: hashes, conn: conn))
+        vipScan.initialize(to: ShortPath.VIPScan(filter: UnsafePointer(vipFilter), cache: vipCache, hashes: UnsafeMutableRawPointer(hashes),
+                                                 buckets: UnsafeRawPointer(conn?.buckets ?? lbScratch), bucketMask: conn?.bucketMask ?? 0))
     }
 
     /// Frees what init allocated (an lcore's Work lives as long as its loop;

@@ -20,8 +20,12 @@ enum ShortPath {
     struct VIPScan {
         var filter: UnsafePointer<UInt64>
         var cache: VIPCache
-        var hashes: UnsafeMutablePointer<UInt64>
-        var conn: ConnTable?
+        var hashes: UnsafeMutableRawPointer
+        /// The connection table's buckets and mask; without a table (I/O
+        /// lcores) one line of the lcore's own and mask 0: the prefetch is
+        /// then harmless, and the loop has no optional to test per packet.
+        var buckets: UnsafeRawPointer
+        var bucketMask: Int
     }
 
     /// Lanes (`Work.plain`, by packet): 0 not plain, 1 plain, 2 + v plain VIP
@@ -66,20 +70,19 @@ enum ShortPath {
             guard Parser.plainIPv4(p, length: len), p.loadUnaligned(as: UInt64.self) & 0xFFFF_FFFF_FFFF == mac else { break }
             let d = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 30, as: UInt32.self))
             if let v = vipScan, case let last = Int(d & 0xFF), v.filter[last >> 6] & (1 &<< UInt64(last & 63)) != 0 {
-                let proto = p.load(fromByteOffset: 23, as: UInt8.self)
-                let dport = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 36, as: UInt16.self))
-                let e = v.cache.entry(d, proto, dport)
-                if e.load(as: UInt64.self) == VIPCache.key(d, proto, dport) {
+                let k = VIPCache.key(p)
+                let e = v.cache.entry(k)
+                if e.load(as: UInt64.self) == k {
                     let vi = e.load(fromByteOffset: 8, as: Int32.self)
                     if vi >= 0 { // VIP traffic: FlowHash.v4 with the destination's part cached
+                        let ports = UInt64(p.loadUnaligned(fromByteOffset: 34, as: UInt32.self).byteSwapped) // source port << 16 | destination port
                         let h = FlowHash.mix(UInt64(UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 26, as: UInt32.self))))
                             ^ e.load(fromByteOffset: 16, as: UInt64.self)
-                            ^ FlowHash.mix(UInt64(proto) << 32 | UInt64(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 34, as: UInt16.self))) << 16
-                                           | UInt64(dport))
+                            ^ FlowHash.mix(UInt64(p.load(fromByteOffset: 23, as: UInt8.self)) << 32 | ports)
                         plain[i] = vipLane(vi)
                         dst4[i] = 0
-                        v.hashes[i] = h
-                        v.conn?.prefetch(h)
+                        v.hashes.storeBytes(of: h, toByteOffset: i &* 8, as: UInt64.self)
+                        keel_prefetch0(v.buckets + (Int(truncatingIfNeeded: h) & v.bucketMask) &* 64)
                         i &+= 1
                         continue
                     }
@@ -181,7 +184,7 @@ enum ShortPath {
             let dport = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 36, as: UInt16.self))
             let (hi, lo) = Snapshot.mappedWords(v4: d)
             let vi = s.vip(hi: hi, lo: lo, proto: proto, port: dport)
-            v.cache.fill(d, proto, dport, vip: vi)
+            v.cache.fill(p, vip: vi)
             guard vi >= 0 else {
                 if let lpm { lpm.prefetch(d) }
                 stayed &+= 1
@@ -191,8 +194,8 @@ enum ShortPath {
                                 srcPort: UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 34, as: UInt16.self)), dstPort: dport)
             plain[i] = vipLane(vi)
             dst4[i] = 0
-            v.hashes[i] = h
-            v.conn?.prefetch(h)
+            v.hashes.storeBytes(of: h, toByteOffset: i &* 8, as: UInt64.self)
+            keel_prefetch0(v.buckets + (Int(truncatingIfNeeded: h) & v.bucketMask) &* 64)
         }
         return stayed
     }
@@ -305,10 +308,10 @@ enum ShortPath {
 
 /// A worker's cache of VIP lookups for plain IPv4 traffic, so the scan can
 /// take VIP packets itself: 16 entries, direct-mapped by destination, port
-/// and protocol. An entry (32 bytes): key (valid bit, destination, protocol,
-/// port), the VIP index (-1: no VIP's), and the destination's part of
-/// `FlowHash.v4` (the same for every flow to the VIP). Filled by
-/// `ShortPath.vipCandidates`, emptied when the snapshot changes.
+/// and protocol. An entry (32 bytes): key (`key(_:)`), the VIP index (-1:
+/// no VIP's), and the destination's part of `FlowHash.v4` (the same for
+/// every flow to the VIP). Filled by `ShortPath.vipCandidates`, emptied when
+/// the snapshot changes.
 struct VIPCache {
     static let entries = 16, entrySize = 32
     let base: UnsafeMutableRawPointer
@@ -322,22 +325,29 @@ struct VIPCache {
 
     func clear() { base.initializeMemory(as: UInt8.self, repeating: 0, count: VIPCache.entries * VIPCache.entrySize) }
 
+    /// The key of the plain IPv4 TCP/UDP frame at `p`: its destination
+    /// address and port as on the wire (bytes 30-33 and 36-37, one load, no
+    /// byte swaps; the source port between them masked off), the protocol,
+    /// and bit 40 so that no key is 0 (an empty entry).
     @inline(__always)
-    static func key(_ d: UInt32, _ proto: UInt8, _ port: UInt16) -> UInt64 {
-        1 &<< 63 | UInt64(d) &<< 24 | UInt64(proto) &<< 16 | UInt64(port)
+    static func key(_ p: UnsafeRawPointer) -> UInt64 {
+        p.loadUnaligned(fromByteOffset: 30, as: UInt64.self) & 0xFFFF_0000_FFFF_FFFF
+            | UInt64(p.load(fromByteOffset: 23, as: UInt8.self)) &<< 32 | 1 &<< 40
     }
 
+    /// The entry for key `k`: by the destination's last byte, the protocol and the port's low byte.
     @inline(__always)
-    func entry(_ d: UInt32, _ proto: UInt8, _ port: UInt16) -> UnsafeMutableRawPointer {
-        base + Int(truncatingIfNeeded: (d ^ UInt32(port) ^ UInt32(proto)) & UInt32(VIPCache.entries - 1)) &* VIPCache.entrySize
+    func entry(_ k: UInt64) -> UnsafeMutableRawPointer {
+        base + Int(truncatingIfNeeded: (k &>> 24 ^ k &>> 32 ^ k &>> 56) & UInt64(VIPCache.entries - 1)) &* VIPCache.entrySize
     }
 
-    /// Records the answer of the snapshot's VIP lookup for (destination, protocol, port).
+    /// Records the answer of the snapshot's VIP lookup for the (destination, protocol, port) of the frame at `p`.
     @inline(__always)
-    func fill(_ d: UInt32, _ proto: UInt8, _ port: UInt16, vip: Int32) {
-        let e = entry(d, proto, port)
-        let b = FlowHash.mix(UInt64(d))
-        e.storeBytes(of: VIPCache.key(d, proto, port), as: UInt64.self)
+    func fill(_ p: UnsafeRawPointer, vip: Int32) {
+        let k = VIPCache.key(p)
+        let e = entry(k)
+        let b = FlowHash.mix(UInt64(UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 30, as: UInt32.self))))
+        e.storeBytes(of: k, as: UInt64.self)
         e.storeBytes(of: vip, toByteOffset: 8, as: Int32.self)
         e.storeBytes(of: b &<< 17 | b &>> 47, toByteOffset: 16, as: UInt64.self)
     }

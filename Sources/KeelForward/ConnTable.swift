@@ -29,7 +29,7 @@ public struct ConnTable {
     public static let closing: UInt64 = 1 // a FIN or RST was seen: the short timeout applies
     public static let udp: UInt64 = 2
 
-    @usableFromInline let buckets: UnsafeMutableRawPointer
+    public let buckets: UnsafeMutableRawPointer
     let mapped: Bool
     public let bucketMask: Int
     /// Timeouts in ticks.

@@ -216,6 +216,49 @@ final class LoadBalancerFixtureTests: XCTestCase {
 
     func testVIPTrafficRunToCompletion() throws { try run(pipeline: false) }
     func testVIPTrafficPipeline() throws { try run(pipeline: true) }
+
+    /// The lcore's VIP cache (filled by the first burst, read by the scan
+    /// after it) tells a VIP's port and protocol from the same address's
+    /// other ports and protocols: in the second burst, the TCP flow to VIP 1's
+    /// port 80 still goes to its backend, and TCP to port 81 and UDP to port
+    /// 80 of the same address are still no VIP's (no route: ICMP unreachable),
+    /// whichever of them the cache saw last.
+    func testVIPCacheKeysByPortAndProtocol() throws {
+        typealias T = LoadBalancerFixtureTests
+        let syn = T.client(B.ipv4(src: "10.1.0.2", dst: "192.0.2.10", proto: 6, srcPort: 41000, dstPort: 80, payload: []))
+        let ack = T.client(B.ipv4(src: "10.1.0.2", dst: "192.0.2.10", proto: 6, srcPort: 41000, dstPort: 80, payload: Array(repeating: 0x41, count: 10)))
+        func other(_ proto: UInt8, _ sport: UInt16, _ dport: UInt16) -> [UInt8] {
+            T.client(B.ipv4(src: "10.1.0.2", dst: "192.0.2.10", proto: proto, srcPort: sport, dstPort: dport, payload: []))
+        }
+        let plain = T.client(B.ipv4(src: "10.1.0.2", dst: "203.0.113.5", proto: 6, srcPort: 41100, dstPort: 80))
+        // Burst 1 (32 frames): the VIP flow, then port 81 and UDP, then routed filler. Burst 2: the same kinds again.
+        let first = [syn, other(6, 41001, 81), other(17, 41002, 80)] + Array(repeating: plain, count: 29)
+        let second = [ack, other(6, 41003, 81), other(17, 41004, 80)]
+        let r = try DataplaneRun.run(T.config, inputs: [first + second, []], seconds: 2, pipeline: false)
+        XCTAssertEqual(r.status, 0, r.log)
+        var out = r.outputs[1]
+        let vip1 = [("10.2.0.11", UInt8(11)), ("10.2.0.12", UInt8(12))]
+        func backend(_ f: [UInt8]) -> String? {
+            for (a, m) in vip1 {
+                if let k = out.firstIndex(of: T.encapsulated(Array(f[14...]), backendMAC: T.bmac(m), source: "10.2.0.1", backend: a, gue: nil, hash: T.hash(f))) {
+                    out.remove(at: k); return a
+                }
+            }
+            XCTFail("not sent to a backend of VIP 1: \(f.prefix(40))"); return nil
+        }
+        let b = backend(syn)
+        XCTAssertNotNil(b)
+        XCTAssertEqual(backend(ack), b, "the second burst's VIP packet, through the cache, to the flow's backend")
+        let routed = DataplaneFixtureTests.routed(plain, dst: [2, 0, 0, 0, 0, 0xfe], src: T.mac1)
+        XCTAssertEqual(out.filter { $0 == routed }.count, 29)
+        XCTAssertTrue(out.allSatisfy { $0 == routed }, "unexpected frames on p1: \(out.filter { $0 != routed }.map { Array($0.prefix(48)) })")
+        var back = r.outputs[0]
+        for id in [41001, 41002, 41003, 41004] {
+            if let k = back.firstIndex(where: DataplaneFixtureTests.icmp4(type: 3, code: 0, from: [10, 1, 0, 1], id: id)) { back.remove(at: k) }
+            else { XCTFail("no ICMP unreachable for the frame from port \(id)") }
+        }
+        XCTAssertTrue(back.isEmpty, "unexpected frames on p0: \(back.map { Array($0.prefix(48)) })")
+    }
 }
 
 /// Fleet consistency: two data-plane processes started from the same
