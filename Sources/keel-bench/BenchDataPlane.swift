@@ -18,7 +18,7 @@ enum BenchDataPlane {
         var peakPps: Double
         var stats: StatsFile
         var drops: [String: UInt64]
-        /// With `mark`: the fine samples (`sampleFine`), for `Interleaved.blocks`.
+        /// With `mark`: the fine samples (`Interleaved.sample`), for `Interleaved.blocks`.
         var samples: [Interleaved.Sample] = []
     }
 
