@@ -26,6 +26,10 @@ enum ShortPath {
         /// then harmless, and the loop has no optional to test per packet.
         var buckets: UnsafeRawPointer
         var bucketMask: Int
+
+        /// Starts loading the bucket of the flow with hash `h` (`ConnTable.prefetch`).
+        @inline(__always)
+        func prefetchBucket(_ h: UInt64) { keel_prefetch0(buckets + (Int(truncatingIfNeeded: h) & bucketMask) &* 64) }
     }
 
     /// Lanes (`Work.plain`, by packet): 0 not plain, 1 plain, 2 + v plain VIP
@@ -82,7 +86,7 @@ enum ShortPath {
                         plain[i] = vipLane(vi)
                         dst4[i] = 0
                         v.hashes.storeBytes(of: h, toByteOffset: i &* 8, as: UInt64.self)
-                        keel_prefetch0(v.buckets + (Int(truncatingIfNeeded: h) & v.bucketMask) &* 64)
+                        v.prefetchBucket(h)
                         i &+= 1
                         continue
                     }
@@ -195,7 +199,7 @@ enum ShortPath {
             plain[i] = vipLane(vi)
             dst4[i] = 0
             v.hashes.storeBytes(of: h, toByteOffset: i &* 8, as: UInt64.self)
-            keel_prefetch0(v.buckets + (Int(truncatingIfNeeded: h) & v.bucketMask) &* 64)
+            v.prefetchBucket(h)
         }
         return stayed
     }

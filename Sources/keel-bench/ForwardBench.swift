@@ -68,7 +68,6 @@ struct ForwardBench: ParsableCommand {
                 if s == "keel" { keel.append(d) } else { ref.append(d) }
             }
         }
-        func median(_ xs: [Double]) -> Double { let v = xs.sorted(); return v.count % 2 == 1 ? v[v.count / 2] : (v[v.count / 2 - 1] + v[v.count / 2]) / 2 }
         let keelRuns = keel.map { ($0["pps"] as? Double) ?? 0 }, refRuns = ref.map { ($0["pps"] as? Double) ?? 0 }
         let keelRate = median(keelRuns), refRate = median(refRuns)
         let tsc = (keel.first?["tsc_hz"] as? Double) ?? 2.1e9

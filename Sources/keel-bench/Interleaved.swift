@@ -82,8 +82,6 @@ public enum Interleaved {
             let near = [before, after].compactMap { $0?.pps }
             if !near.isEmpty { ratios.append(b.pps / (near.reduce(0, +) / Double(near.count))) }
         }
-        ratios.sort()
-        let paired = ratios.isEmpty ? 0 : ratios.count % 2 == 1 ? ratios[ratios.count / 2] : (ratios[ratios.count / 2 - 1] + ratios[ratios.count / 2]) / 2
-        return (rate(false), rate(true), paired, ratios.count)
+        return (rate(false), rate(true), ratios.isEmpty ? 0 : median(ratios), ratios.count)
     }
 }

@@ -38,6 +38,11 @@ struct LBBench: ParsableCommand {
 
     static let sides = ["route", "established", "new", "interleaved"]
 
+    /// How many times the interleaved side's capture holds each block of
+    /// `n` frames: at least 32,768 frames a block, so a block lasts a
+    /// millisecond or more and is seen in samples 50-100 µs apart.
+    static func interleavedCopies(_ n: Int) -> Int { max(1, 32768 / max(n, 1)) }
+
     func run() throws {
         if let side { return try child(side) }
         let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
@@ -60,7 +65,6 @@ struct LBBench: ParsableCommand {
                 results[s, default: []].append(d)
             }
         }
-        func median(_ xs: [Double]) -> Double { let v = xs.sorted(); return v.count % 2 == 1 ? v[v.count / 2] : (v[v.count / 2 - 1] + v[v.count / 2]) / 2 }
         func rates(_ s: String) -> [Double] { results[s]!.map { ($0["pps"] as? Double) ?? 0 } }
         let route = median(rates("route")), est = median(rates("established")), new = median(rates("new"))
         let tsc = (results["route"]?.first?["tsc_hz"] as? Double) ?? 2.1e9
@@ -110,7 +114,7 @@ struct LBBench: ParsableCommand {
             print(t.render())
             print("established / routing: \(fmt(est / route, 3)) (medians), \(fmt(estPaired, 3)) (median of the rounds' ratios), \(fmt(estBest / routeBest, 3)) (best runs), "
                   + "\(fmt(estPeak / routePeak, 3)) (fastest 0.1 s of each run, medians: \(fmt(routePeak / 1e6, 2)) and \(fmt(estPeak / 1e6, 2)) Mpps)")
-            print("interleaved in one data plane (blocks of \(max(flows, 32768 / max(flows, 1) * flows)) frames, \(fmt(iBlockMs, 2)) ms on average): routing \(fmt(iRoute / 1e6, 3)) Mpps, "
+            print("interleaved in one data plane (blocks of \(LBBench.interleavedCopies(flows) * flows) frames, \(fmt(iBlockMs, 2)) ms on average): routing \(fmt(iRoute / 1e6, 3)) Mpps, "
                   + "established \(fmt(iEst / 1e6, 3)) Mpps; established / routing: \(fmt(iPaired, 3)) (median of block ratios, medians over runs: "
                   + "\(inter("paired").map { fmt($0, 3) }.joined(separator: " ")); block pairs \(iPairs.map(String.init).joined(separator: " ")))")
             if !drops.isEmpty { print("drops: \(drops.joined(separator: "; "))") }
@@ -127,9 +131,7 @@ struct LBBench: ParsableCommand {
         let gateways = 64
         let fibNH = DPDKFibHolder(data: data, gateways: gateways)
         var pcap = PcapCapture()
-        // interleaved: route's frames, then established's (see Interleaved), each
-        // repeated to at least 32,768 frames: a block must last a millisecond or more
-        // to be seen in samples 50-100 µs apart.
+        // interleaved: route's frames, then established's (see Interleaved), each block repeated (`interleavedCopies`).
         for routed in side == "interleaved" ? [true, false] : [side == "route"] {
             var stream = AddressStream.uniformV4(count: flows * 8, seed: 42).makeIterator()
             var rng = SplitMix64(seed: 42) // the same flows as the established side
@@ -153,7 +155,7 @@ struct LBBench: ParsableCommand {
                 block.append(f)
                 written += 1
             }
-            if side == "interleaved" { for _ in 1..<max(1, 32768 / max(block.count, 1)) { for f in block { pcap.add(f) } } }
+            if side == "interleaved" { for _ in 1..<LBBench.interleavedCopies(block.count) { for f in block { pcap.add(f) } } }
         }
         let capture = "\(dir)/in.pcap"
         try pcap.write(to: capture)

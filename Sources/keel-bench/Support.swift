@@ -8,6 +8,12 @@ import KeelTestData
 
 /// Monotonic nanoseconds.
 @inline(__always)
+/// The median of `xs` (not empty).
+func median(_ xs: [Double]) -> Double {
+    let v = xs.sorted()
+    return v.count % 2 == 1 ? v[v.count / 2] : (v[v.count / 2 - 1] + v[v.count / 2]) / 2
+}
+
 func now() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
